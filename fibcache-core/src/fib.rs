@@ -1,0 +1,127 @@
+//! The Fibonacci workload: slow on purpose, so that the cache visibly matters.
+//!
+//! [`fib_slow`] is the article's naive recursion, which makes `2 * fib(n) - 1` calls: `n = 30`
+//! takes milliseconds, `n = 45` seconds, `n = 60` days. It checks a [`Cancel`] flag as it goes,
+//! so the server can stop a computation nobody waits for any more or that ran out of time.
+//! [`fib_fast`] is the exact iterative version that tests and sanity checks compare against.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The largest `n` whose Fibonacci number fits an `i64` (`fib(92) = 7540113804746346429`).
+pub const MAX_N: u64 = 92;
+
+/// Below this `n` a subtree is computed without looking at the cancel flag: `fib_slow(24)` is
+/// about 75 000 calls, well under a millisecond, so a cancel is seen within a few milliseconds
+/// while the flag costs nothing measurable.
+const CHECK_ABOVE: u64 = 24;
+
+/// A flag a running computation polls; set it to make the computation give up.
+#[derive(Debug, Default)]
+pub struct Cancel(AtomicBool);
+
+impl Cancel {
+    /// A flag that is not set.
+    pub const fn new() -> Self {
+        Cancel(AtomicBool::new(false))
+    }
+
+    /// Asks the computation to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Cancel::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The computation was told to stop before it finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("computation cancelled")]
+pub struct Cancelled;
+
+/// Computes the `n`-th Fibonacci number by naive recursion, giving up when `cancel` is set.
+///
+/// Only `n <= MAX_N` is meaningful; larger `n` would overflow (and take geologic time), so the
+/// caller must bound `n` first.
+///
+/// # Errors
+/// [`Cancelled`] when `cancel` was set before the result was known.
+///
+/// # Panics
+/// When `n > MAX_N`.
+pub fn fib_slow(n: u64, cancel: &Cancel) -> Result<u64, Cancelled> {
+    assert!(n <= MAX_N, "fib_slow({n}) is beyond MAX_N = {MAX_N}");
+    slow(n, cancel)
+}
+
+fn slow(n: u64, cancel: &Cancel) -> Result<u64, Cancelled> {
+    if n <= CHECK_ABOVE {
+        return Ok(naive(n));
+    }
+    if cancel.is_cancelled() {
+        return Err(Cancelled);
+    }
+    Ok(slow(n - 1, cancel)? + slow(n - 2, cancel)?)
+}
+
+fn naive(n: u64) -> u64 {
+    if n <= 1 {
+        n
+    } else {
+        naive(n - 1) + naive(n - 2)
+    }
+}
+
+/// Computes the `n`-th Fibonacci number exactly in `O(n)` steps, or `None` past `u64`.
+pub fn fib_fast(n: u64) -> Option<u64> {
+    let (mut a, mut b) = (0u64, 1u64);
+    for _ in 0..n {
+        let next = a.checked_add(b)?;
+        a = b;
+        b = next;
+    }
+    Some(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_matches_fast_up_to_thirty() {
+        let cancel = Cancel::new();
+        for n in 0..=30 {
+            assert_eq!(fib_slow(n, &cancel), Ok(fib_fast(n).unwrap()), "n = {n}");
+        }
+    }
+
+    #[test]
+    fn fast_knows_the_last_i64() {
+        assert_eq!(fib_fast(MAX_N), Some(7_540_113_804_746_346_429));
+        assert!(fib_fast(MAX_N).unwrap() <= i64::MAX as u64);
+        assert!(fib_fast(MAX_N + 1).unwrap() > i64::MAX as u64);
+        assert_eq!(fib_fast(94), None);
+    }
+
+    #[test]
+    fn a_cancelled_flag_stops_a_long_computation() {
+        let cancel = Cancel::new();
+        cancel.cancel();
+        // fib(90) would take centuries; with the flag set it returns at once.
+        assert_eq!(fib_slow(90, &cancel), Err(Cancelled));
+    }
+
+    #[test]
+    fn cancelling_from_another_thread_stops_a_running_computation() {
+        let cancel = std::sync::Arc::new(Cancel::new());
+        let worker = {
+            let cancel = cancel.clone();
+            std::thread::spawn(move || fib_slow(80, &cancel))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        cancel.cancel();
+        assert_eq!(worker.join().unwrap(), Err(Cancelled));
+    }
+}

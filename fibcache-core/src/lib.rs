@@ -1,0 +1,83 @@
+//! The `Cache` contract, the backend registry and the Fibonacci workload of fibcache.
+//!
+//! fibcache serves `GET /fib/{n}` with a deliberately slow Fibonacci and caches the answers in
+//! a backend chosen **by name at run time** from those compiled into the binary. This crate is
+//! what every backend and the server agree on: the async [`Cache`] trait, the [`Error`] type,
+//! the [`register_backend!`] macro that makes a backend selectable by name, and the
+//! [`Registry`] the server creates backends from. It depends on no cache client library, so a
+//! third-party backend needs nothing but this crate.
+//!
+//! # Overview
+//! - [`cache`]: the [`Cache`] trait.
+//! - [`registry`]: [`register_backend!`], [`Registry`], [`Config`] (what a factory receives).
+//! - [`fib`]: the slow, cancellable Fibonacci the server computes, and the fast exact one.
+//! - [`nop`]: the `nop` backend, always registered.
+//! - `plugin` (feature `plugin`): the C-ABI boundary for backends loaded from shared libraries.
+//!
+//! # Example
+//! A backend in a crate of its own, registered with one macro line and created by name:
+//! ```
+//! use std::time::Duration;
+//! use fibcache_core::{async_trait, register_backend, Cache, Config, Error, Registry, Result};
+//!
+//! /// Remembers one value at a time.
+//! #[derive(Default)]
+//! struct Single(std::sync::Mutex<Option<(String, String)>>);
+//!
+//! #[async_trait]
+//! impl Cache for Single {
+//!     async fn get(&self, key: &str) -> Result<String> {
+//!         match &*self.0.lock().unwrap() {
+//!             Some((k, v)) if k == key => Ok(v.clone()),
+//!             _ => Err(Error::NotFound),
+//!         }
+//!     }
+//!     async fn set(&self, key: &str, value: &str, _ttl: Duration) -> Result<()> {
+//!         *self.0.lock().unwrap() = Some((key.to_owned(), value.to_owned()));
+//!         Ok(())
+//!     }
+//! }
+//!
+//! async fn create(_config: &Config) -> Result<Single> {
+//!     Ok(Single::default())
+//! }
+//!
+//! register_backend! {
+//!     name: "single",
+//!     summary: "keeps the last value only",
+//!     factory: create,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<()> {
+//! let registry = Registry::new()?;
+//! let cache = registry.create("single", &Config::default()).await?;
+//! cache.set("fib:10", "55", Duration::from_secs(15)).await?;
+//! assert_eq!(cache.get("fib:10").await?, "55");
+//! assert!(matches!(cache.get("fib:11").await, Err(Error::NotFound)));
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod cache;
+mod error;
+pub mod fib;
+pub mod nop;
+#[cfg(feature = "plugin")]
+pub mod plugin;
+pub mod registry;
+
+pub use async_trait::async_trait;
+pub use cache::Cache;
+pub use error::{BoxError, Error, Result};
+pub use registry::{Backend, Config, Origin, Registry};
+
+/// The version of this crate, which a plugin and its host must agree on.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[doc(hidden)]
+pub mod __private {
+    pub use inventory;
+}

@@ -1,0 +1,413 @@
+//! The backend registry: backends register by name at link time, the server picks one at run
+//! time.
+//!
+//! A backend crate writes one [`register_backend!`](crate::register_backend) line; the macro
+//! submits a [`Registration`] to [`inventory`], which collects every registration linked into
+//! the binary before `main` runs. [`Registry::new`] reads them into a map, refusing duplicate
+//! names, and accepts further backends at run time with [`Registry::add`] (this is how the
+//! server's `dynamic` feature adds backends loaded from shared libraries to the same registry).
+//!
+//! # Guarantees and non-guarantees
+//! - Listing is sorted by name; the order in which the linker visited registrations is
+//!   unspecified and never decides anything.
+//! - Two registrations of one name are an error ([`Error::DuplicateBackend`]), never resolved
+//!   by whichever came first.
+//! - A crate that nothing references may be dropped by the linker together with its
+//!   registrations: a binary must reference every backend crate it wants (for example
+//!   `use fibcache_backends as _;`).
+//! - Platforms without life-before-main support (see `inventory`) find only what is added with
+//!   [`Registry::add`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Cache, Error, Result};
+
+/// What a backend factory receives: the server's cache settings, plus named settings that are
+/// specific to one backend (such as `REDIS_URL`).
+#[derive(Clone)]
+pub struct Config {
+    /// Default lifetime of an entry (`--cache-ttl`).
+    pub ttl: Duration,
+    /// Most entries an in-process backend keeps (`--cache-capacity`).
+    pub capacity: NonZeroUsize,
+    /// Namespace for keys in a store shared with other programs (`--cache-prefix`).
+    pub prefix: String,
+    /// Longest a single backend operation may take before it counts as failed
+    /// (`--cache-timeout`).
+    pub op_timeout: Duration,
+    /// Backend-specific settings set explicitly; looked up before the process environment.
+    vars: BTreeMap<String, String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ttl: Duration::from_secs(15),
+            capacity: NonZeroUsize::new(10_000).expect("non-zero"),
+            prefix: "fib:".to_owned(),
+            op_timeout: Duration::from_millis(250),
+            vars: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Sets a backend-specific setting, taking precedence over the environment variable of the
+    /// same name.
+    pub fn with_var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
+    }
+
+    /// Returns a backend-specific setting: the value set with [`Config::with_var`], else the
+    /// process environment variable `name`, else `None` (an empty variable counts as unset).
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.vars
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The settings set explicitly with [`Config::with_var`], in name order.
+    pub fn explicit_vars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl fmt::Debug for Config {
+    // Backend settings may hold passwords (`REDIS_URL`), so only their names are shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("ttl", &self.ttl)
+            .field("capacity", &self.capacity)
+            .field("prefix", &self.prefix)
+            .field("op_timeout", &self.op_timeout)
+            .field("vars", &self.vars.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The future a factory returns: a ready cache, or why it could not be built.
+pub type FactoryFuture<'a> = Pin<Box<dyn Future<Output = Result<Arc<dyn Cache>>> + Send + 'a>>;
+
+/// A factory function as stored in a static [`Registration`].
+pub type FactoryFn = for<'a> fn(&'a Config) -> FactoryFuture<'a>;
+
+/// A factory added at run time, which may carry state (such as a loaded library).
+pub type DynFactory = Arc<dyn for<'a> Fn(&'a Config) -> FactoryFuture<'a> + Send + Sync>;
+
+/// Where a backend comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Origin {
+    /// Compiled into the binary by the named crate.
+    Static {
+        /// The crate (`CARGO_PKG_NAME`) that registered it.
+        krate: &'static str,
+    },
+    /// Loaded at run time from a shared library.
+    Plugin {
+        /// The library's path as given on the command line.
+        path: String,
+    },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Static { krate } => write!(f, "static:{krate}"),
+            Origin::Plugin { path } => write!(f, "plugin:{path}"),
+        }
+    }
+}
+
+/// One backend as submitted to `inventory` by [`register_backend!`](crate::register_backend).
+///
+/// Build it with the macro rather than by hand.
+pub struct Registration {
+    name: &'static str,
+    summary: &'static str,
+    krate: &'static str,
+    factory: FactoryFn,
+}
+
+impl Registration {
+    /// A registration; `const` so that it can be a static `inventory` entry.
+    #[doc(hidden)]
+    pub const fn new(
+        name: &'static str,
+        summary: &'static str,
+        krate: &'static str,
+        factory: FactoryFn,
+    ) -> Self {
+        Registration {
+            name,
+            summary,
+            krate,
+            factory,
+        }
+    }
+
+    /// The name the backend is selected by.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The one-line summary shown by `--list-backends`.
+    pub fn summary(&self) -> &'static str {
+        self.summary
+    }
+
+    /// The factory.
+    pub fn factory(&self) -> FactoryFn {
+        self.factory
+    }
+
+    /// Every registration linked into this binary (or, inside a plugin, into that library), in
+    /// unspecified order.
+    pub fn all() -> impl Iterator<Item = &'static Registration> {
+        inventory::iter::<Registration>.into_iter()
+    }
+}
+
+inventory::collect!(Registration);
+
+/// A backend the registry can create.
+#[derive(Clone)]
+pub struct Backend {
+    name: String,
+    summary: String,
+    origin: Origin,
+    factory: DynFactory,
+}
+
+impl Backend {
+    /// A backend added at run time.
+    pub fn new(
+        name: impl Into<String>,
+        summary: impl Into<String>,
+        origin: Origin,
+        factory: DynFactory,
+    ) -> Self {
+        Backend {
+            name: name.into(),
+            summary: summary.into(),
+            origin,
+            factory,
+        }
+    }
+
+    /// The name the backend is selected by.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its one-line summary.
+    pub fn summary(&self) -> &str {
+        &self.summary
+    }
+
+    /// Where it comes from.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// Builds a ready cache from `config`.
+    ///
+    /// # Errors
+    /// Whatever the factory reports, typically [`Error::Config`] or [`Error::Backend`].
+    pub async fn create(&self, config: &Config) -> Result<Arc<dyn Cache>> {
+        (self.factory)(config).await
+    }
+}
+
+impl From<&'static Registration> for Backend {
+    fn from(reg: &'static Registration) -> Self {
+        let factory = reg.factory;
+        Backend {
+            name: reg.name.to_owned(),
+            summary: reg.summary.to_owned(),
+            origin: Origin::Static { krate: reg.krate },
+            factory: Arc::new(move |config| factory(config)),
+        }
+    }
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backend")
+            .field("name", &self.name)
+            .field("summary", &self.summary)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The backends this process can create, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    backends: BTreeMap<String, Backend>,
+    /// Names of backends that exist but are not compiled in, with the feature that adds them,
+    /// so that asking for one says how to get it instead of "unknown".
+    optional: BTreeMap<String, String>,
+}
+
+impl Registry {
+    /// Collects every backend registered with [`register_backend!`](crate::register_backend)
+    /// in this binary.
+    ///
+    /// # Errors
+    /// [`Error::DuplicateBackend`] when two registrations share a name.
+    pub fn new() -> Result<Self> {
+        let mut registry = Registry::default();
+        for reg in Registration::all() {
+            registry.add(Backend::from(reg))?;
+        }
+        Ok(registry)
+    }
+
+    /// Adds a backend, for example one loaded from a plugin.
+    ///
+    /// # Errors
+    /// [`Error::DuplicateBackend`] when the name is taken; the registry is unchanged.
+    pub fn add(&mut self, backend: Backend) -> Result<()> {
+        if let Some(existing) = self.backends.get(&backend.name) {
+            let (first, second) = ordered(existing.origin.to_string(), backend.origin.to_string());
+            return Err(Error::DuplicateBackend {
+                name: backend.name,
+                first,
+                second,
+            });
+        }
+        self.backends.insert(backend.name.clone(), backend);
+        Ok(())
+    }
+
+    /// Records that a backend `name` exists behind the Cargo feature `feature`; used only to
+    /// word the error when it is asked for but not compiled in.
+    pub fn note_optional(&mut self, name: &str, feature: &str) {
+        self.optional.insert(name.to_owned(), feature.to_owned());
+    }
+
+    /// The backends, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Backend> {
+        self.backends.values()
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.backends.keys().map(String::as_str).collect()
+    }
+
+    /// Whether a backend of this name is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.backends.contains_key(name)
+    }
+
+    /// Looks a backend up by name.
+    ///
+    /// # Errors
+    /// [`Error::NotCompiledIn`] for a known backend whose feature is off,
+    /// [`Error::UnknownBackend`] for any other unregistered name.
+    pub fn get(&self, name: &str) -> Result<&Backend> {
+        if let Some(backend) = self.backends.get(name) {
+            return Ok(backend);
+        }
+        let available = self.names().join(", ");
+        Err(match self.optional.get(name) {
+            Some(feature) => Error::NotCompiledIn {
+                name: name.to_owned(),
+                feature: feature.clone(),
+                available,
+            },
+            None => Error::UnknownBackend {
+                name: name.to_owned(),
+                available,
+            },
+        })
+    }
+
+    /// Creates the backend `name` from `config`.
+    ///
+    /// # Errors
+    /// Those of [`Registry::get`], then whatever the backend's factory reports.
+    pub async fn create(&self, name: &str, config: &Config) -> Result<Arc<dyn Cache>> {
+        self.get(name)?.create(config).await
+    }
+}
+
+fn ordered(a: String, b: String) -> (String, String) {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// Registers a backend so that it can be selected by name.
+///
+/// `factory` is a path to an `async fn(&Config) -> Result<T>` where `T: Cache`. The macro may be
+/// used in any crate that depends on `fibcache-core`; the registration exists as soon as that
+/// crate is linked into the binary.
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use fibcache_core::{async_trait, register_backend, Cache, Config, Error, Result};
+///
+/// struct Forgetful;
+///
+/// #[async_trait]
+/// impl Cache for Forgetful {
+///     async fn get(&self, _key: &str) -> Result<String> {
+///         Err(Error::NotFound)
+///     }
+///     async fn set(&self, _key: &str, _value: &str, _ttl: Duration) -> Result<()> {
+///         Ok(())
+///     }
+/// }
+///
+/// async fn create(_config: &Config) -> Result<Forgetful> {
+///     Ok(Forgetful)
+/// }
+///
+/// register_backend! {
+///     name: "forgetful",
+///     summary: "forgets everything",
+///     factory: create,
+/// }
+///
+/// let registry = fibcache_core::Registry::new().unwrap();
+/// assert!(registry.names().contains(&"forgetful"));
+/// ```
+#[macro_export]
+macro_rules! register_backend {
+    (name: $name:expr, summary: $summary:expr, factory: $factory:path $(,)?) => {
+        const _: () = {
+            fn __fibcache_factory(
+                config: &$crate::Config,
+            ) -> $crate::registry::FactoryFuture<'_> {
+                ::std::boxed::Box::pin(async move {
+                    let cache = $factory(config).await?;
+                    let cache: ::std::sync::Arc<dyn $crate::Cache> = ::std::sync::Arc::new(cache);
+                    ::std::result::Result::Ok(cache)
+                })
+            }
+            $crate::__private::inventory::submit! {
+                $crate::registry::Registration::new(
+                    $name,
+                    $summary,
+                    ::std::env!("CARGO_PKG_NAME"),
+                    __fibcache_factory,
+                )
+            }
+        };
+    };
+}

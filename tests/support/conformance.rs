@@ -1,0 +1,115 @@
+//! The `Cache` contract as one suite, run against every backend this build can create (the
+//! built-in ones, Redis, and the ones loaded from plugins).
+//!
+//! Keys are made unique per run with `ns`, so the suite can share a store with other tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fibcache_core::{Cache, Error};
+
+/// How long the suite waits for a short TTL to run out. Real time (not paused), because
+/// stores such as Redis keep their own clock; the assertions are on outcomes only.
+const SHORT_TTL: Duration = Duration::from_millis(300);
+const PAST_SHORT_TTL: Duration = Duration::from_millis(700);
+
+/// Runs every check against `cache`. `ns` prefixes every key the suite uses.
+pub async fn run(cache: Arc<dyn Cache>, ns: &str) {
+    not_found(&*cache, ns).await;
+    set_then_get(&*cache, ns).await;
+    overwrite(&*cache, ns).await;
+    keys_are_independent(&*cache, ns).await;
+    odd_keys_and_values(&*cache, ns).await;
+    ttl_expiry(&*cache, ns).await;
+    overwrite_restarts_ttl(&*cache, ns).await;
+    concurrent_use(cache.clone(), ns).await;
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+async fn not_found(cache: &dyn Cache, ns: &str) {
+    let err = cache.get(&format!("{ns}never-set")).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound), "never-set key: {err:?}");
+}
+
+async fn set_then_get(cache: &dyn Cache, ns: &str) {
+    let key = format!("{ns}a");
+    cache.set(&key, "55", LONG).await.unwrap();
+    assert_eq!(cache.get(&key).await.unwrap(), "55");
+    // Reading does not consume.
+    assert_eq!(cache.get(&key).await.unwrap(), "55");
+}
+
+async fn overwrite(cache: &dyn Cache, ns: &str) {
+    let key = format!("{ns}b");
+    cache.set(&key, "first", LONG).await.unwrap();
+    cache.set(&key, "second", LONG).await.unwrap();
+    assert_eq!(cache.get(&key).await.unwrap(), "second");
+}
+
+async fn keys_are_independent(cache: &dyn Cache, ns: &str) {
+    let (k1, k2) = (format!("{ns}c1"), format!("{ns}c2"));
+    cache.set(&k1, "one", LONG).await.unwrap();
+    cache.set(&k2, "two", LONG).await.unwrap();
+    assert_eq!(cache.get(&k1).await.unwrap(), "one");
+    assert_eq!(cache.get(&k2).await.unwrap(), "two");
+}
+
+async fn odd_keys_and_values(cache: &dyn Cache, ns: &str) {
+    let key = format!("{ns}spaces and ünïcode:\u{1F980}");
+    let value = "a value with spaces, \"quotes\", \r\n and ünïcode \u{1F980}";
+    cache.set(&key, value, LONG).await.unwrap();
+    assert_eq!(cache.get(&key).await.unwrap(), value);
+    let empty = format!("{ns}empty");
+    cache.set(&empty, "", LONG).await.unwrap();
+    assert_eq!(cache.get(&empty).await.unwrap(), "");
+}
+
+async fn ttl_expiry(cache: &dyn Cache, ns: &str) {
+    let key = format!("{ns}short");
+    cache.set(&key, "v", SHORT_TTL).await.unwrap();
+    assert_eq!(cache.get(&key).await.unwrap(), "v", "read before the TTL ends");
+    tokio::time::sleep(PAST_SHORT_TTL).await;
+    let err = cache.get(&key).await.unwrap_err();
+    assert!(err.is_miss(), "expired key must be a miss: {err:?}");
+    // An expired value is never returned again.
+    let err = cache.get(&key).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound), "second read after expiry: {err:?}");
+}
+
+async fn overwrite_restarts_ttl(cache: &dyn Cache, ns: &str) {
+    let key = format!("{ns}restart");
+    cache.set(&key, "old", SHORT_TTL).await.unwrap();
+    cache.set(&key, "new", LONG).await.unwrap();
+    tokio::time::sleep(PAST_SHORT_TTL).await;
+    assert_eq!(cache.get(&key).await.unwrap(), "new");
+}
+
+async fn concurrent_use(cache: Arc<dyn Cache>, ns: &str) {
+    let tasks = 32;
+    let rounds = 50;
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let cache = cache.clone();
+        let ns = ns.to_owned();
+        handles.push(tokio::spawn(async move {
+            for r in 0..rounds {
+                let own = format!("{ns}task{t}:{r}");
+                cache.set(&own, &format!("{t}-{r}"), LONG).await.unwrap();
+                assert_eq!(cache.get(&own).await.unwrap(), format!("{t}-{r}"));
+                // Everybody also hammers one shared key; any of the values written is fine.
+                let shared = format!("{ns}shared");
+                cache.set(&shared, &t.to_string(), LONG).await.unwrap();
+                let seen: usize = cache.get(&shared).await.unwrap().parse().unwrap();
+                assert!(seen < tasks);
+            }
+        }));
+    }
+    for h in handles {
+        h.await.expect("a concurrent task panicked");
+    }
+    for t in 0..tasks {
+        let key = format!("{ns}task{t}:{}", rounds - 1);
+        assert_eq!(cache.get(&key).await.unwrap(), format!("{t}-{}", rounds - 1));
+    }
+}

@@ -1,0 +1,237 @@
+//! Shared test scaffolding: the real `fibcache` binary on a free port, a small HTTP/1.1
+//! client over real sockets, the `Cache` conformance suite, and a `redis-server` of the test's
+//! own.
+//!
+//! Every integration test file does `mod support;` and uses only the parts it needs.
+#![allow(dead_code)]
+
+pub mod conformance;
+pub mod http;
+pub mod redis_server;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use http::{get, request, Response};
+
+/// The path of the `fibcache` binary Cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_fibcache");
+
+/// A `fibcache` process started by a test, killed (by PID) when dropped.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+/// How to start a server: extra arguments and environment variables.
+#[derive(Default, Clone)]
+pub struct Spawn {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Spawn {
+    pub fn new() -> Self {
+        Spawn::default()
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        // A clean slate: nothing from the developer's shell decides what the test sees.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("FIB_") || key.starts_with("REDIS_") || key == "RUST_LOG" {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.args(["--host", "127.0.0.1", "--port", "0"]);
+        cmd.args(&self.args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Starts the server and waits (at most 30 s) until it logs the address it bound.
+    ///
+    /// # Panics
+    /// When the process exits or does not log its address in time; the panic shows its log.
+    pub fn start(&self) -> Server {
+        let mut child = self
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn fibcache");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(addr) = listening_addr(&line) {
+                        let _ = tx.send(addr);
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
+                return Server { child, addr, log };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "fibcache exited with {status} before listening; log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "fibcache did not log its address in 30 s; log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        }
+    }
+
+    /// Runs the binary to completion (at most 60 s) and returns its exit status and output.
+    pub fn run_to_exit(&self) -> Exit {
+        let mut child = self
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn fibcache");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("fibcache did not exit within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        Exit {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// What a process that ran to completion left behind.
+#[derive(Debug)]
+pub struct Exit {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Exit {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+/// The `addr=` of a "listening" log line, in text or JSON format.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    if !line.contains("listening") {
+        return None;
+    }
+    let rest = &line[line.find("addr")? + 4..];
+    let rest = rest.trim_start_matches(['=', '"', ':', ' ']);
+    let end = rest
+        .find(|c: char| c == '"' || c == ',' || c.is_whitespace() || c == '}')
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+impl Server {
+    /// Starts the default server (in-memory backend) with `args`.
+    pub fn start(args: &[&str]) -> Server {
+        Spawn::new().args(args.iter().copied()).start()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every line the server wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Sends a signal to this server (by PID) and waits at most `limit` for it to exit.
+    pub fn signal_and_wait(&mut self, signal: &str, limit: Duration) -> Option<ExitStatus> {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The value of a Prometheus sample (`name` with its labels exactly as exposed), or 0.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let resp = get(self.addr, "/metrics").await;
+        assert_eq!(resp.status, 200, "GET /metrics: {}", resp.body);
+        metric_value(&resp.body, sample).unwrap_or(0.0)
+    }
+}
+
+/// Reads one sample's value out of a Prometheus text exposition.
+pub fn metric_value(exposition: &str, sample: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let rest = line.strip_prefix(sample)?;
+        let rest = rest.strip_prefix(' ')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The JSON body of a response, parsed.
+pub fn json(resp: &Response) -> serde_json::Value {
+    serde_json::from_str(&resp.body)
+        .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", resp.body))
+}
