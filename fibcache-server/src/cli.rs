@@ -1,0 +1,302 @@
+//! The `fibcache` command line: flags and environment variables, logging, start-up, exit codes.
+//!
+//! Every flag has an environment variable, and `--help` shows both. A start-up failure
+//! (unknown backend, bad setting, plugin that cannot be loaded) prints one line naming the fix
+//! and exits with status 2.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use fibcache_core::{fib, Cache, Config, Registry};
+
+use crate::compute::Limits;
+use crate::http::{AppState, Settings};
+use crate::server::{bind, run, ConnLimits};
+
+/// A Fibonacci HTTP service whose cache backend is chosen by name at run time.
+#[derive(Debug, Parser)]
+#[command(name = "fibcache", version, about, long_about = None)]
+pub struct Args {
+    /// Address to bind.
+    #[arg(long, env = "FIB_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to bind; 0 picks a free one (the bound address is logged).
+    #[arg(long, env = "FIB_PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Cache backend, by name [default: memory if compiled in, else nop].
+    #[arg(long, env = "FIB_CACHE")]
+    pub cache: Option<String>,
+
+    /// Lifetime of a cached entry (e.g. 500ms, 15s, 1h).
+    #[arg(long, env = "FIB_CACHE_TTL", default_value = "15s", value_parser = duration)]
+    pub cache_ttl: Duration,
+
+    /// Most entries the memory backend keeps (least recently used goes first).
+    #[arg(long, env = "FIB_CACHE_CAPACITY", default_value = "10000")]
+    pub cache_capacity: NonZeroUsize,
+
+    /// Key namespace in shared stores; the key of n is <prefix><n>.
+    #[arg(long, env = "FIB_CACHE_PREFIX", default_value = "fib:")]
+    pub cache_prefix: String,
+
+    /// Longest one cache operation may take; past it the request computes instead.
+    #[arg(long, env = "FIB_CACHE_TIMEOUT", default_value = "250ms", value_parser = duration)]
+    pub cache_timeout: Duration,
+
+    /// Largest n accepted (at most 92: fib(92) is the largest that fits an i64).
+    #[arg(long, env = "FIB_MAX_N", default_value_t = fib::MAX_N,
+          value_parser = clap::value_parser!(u64).range(0..=fib::MAX_N))]
+    pub max_n: u64,
+
+    /// Computations running at once [default: number of CPUs].
+    #[arg(long, env = "FIB_MAX_COMPUTES")]
+    pub max_computes: Option<NonZeroUsize>,
+
+    /// A computation running longer is cancelled; its waiters get 504.
+    #[arg(long, env = "FIB_COMPUTE_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub compute_timeout: Duration,
+
+    /// Longest a cold request waits for a free computation slot before it gets 503.
+    #[arg(long, env = "FIB_QUEUE_WAIT", default_value = "100ms", value_parser = duration)]
+    pub queue_wait: Duration,
+
+    /// A client that has not sent its request head by then is dropped; an idle keep-alive
+    /// connection is closed after the same time.
+    #[arg(long, env = "FIB_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_timeout: Duration,
+
+    /// Connections open at once; one more is answered 503 and closed.
+    #[arg(long, env = "FIB_MAX_CONNECTIONS", default_value = "1024")]
+    pub max_connections: NonZeroUsize,
+
+    /// How long in-flight requests may finish after SIGINT/SIGTERM.
+    #[arg(long, env = "FIB_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
+    pub shutdown_grace: Duration,
+
+    /// Log level or filter (e.g. debug, or info,fibcache_server=debug); RUST_LOG adds to it.
+    #[arg(long, env = "FIB_LOG", default_value = "info")]
+    pub log_level: String,
+
+    /// Log format.
+    #[arg(long, env = "FIB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Shared library to load backends from (feature `dynamic`); repeatable, `:`-separated in
+    /// the environment variable.
+    #[arg(long = "plugin", env = "FIB_CACHE_PLUGIN", value_delimiter = ':')]
+    pub plugins: Vec<PathBuf>,
+
+    /// Print the available backends, one a line (name, origin, summary), and exit.
+    #[arg(long)]
+    pub list_backends: bool,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e} (use e.g. 500ms, 15s, 1h)"))
+}
+
+/// A start-up failure: printed as one line, exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Startup(String);
+
+fn startup(err: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::Error::new(Startup(err.to_string()))
+}
+
+/// Runs the `fibcache` binary: parses the command line, starts the server, and returns the
+/// process exit code (0 after a graceful shutdown, 2 for a start-up failure).
+pub fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = err.print();
+                return ExitCode::SUCCESS;
+            }
+            // clap's own rendering is several lines; the first one says what is wrong.
+            let rendered = err.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("fibcache: error: {first} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let _guard = match crate::logging::init(&args.log_level, args.log_format) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("fibcache: error: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("fibcache: error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(serve(args));
+    // Computations still running after the grace period were cancelled and stop within
+    // milliseconds; do not wait on anything longer than that.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let code = if err.is::<Startup>() { 2 } else { 1 };
+            // Flush what was logged before the error, so the error is the last line.
+            drop(_guard);
+            eprintln!("fibcache: error: {err:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The registry of this binary: built-in backends, then plugins.
+///
+/// # Errors
+/// A duplicate name, or a plugin that cannot be loaded.
+pub fn registry(plugins: &[PathBuf]) -> anyhow::Result<Registry> {
+    let mut registry = Registry::new().map_err(startup)?;
+    fibcache_backends::note_optional(&mut registry);
+    load_plugins(plugins, &mut registry)?;
+    Ok(registry)
+}
+
+#[cfg(feature = "dynamic")]
+fn load_plugins(plugins: &[PathBuf], registry: &mut Registry) -> anyhow::Result<()> {
+    crate::dynamic::load_plugins(plugins, registry).map_err(startup)
+}
+
+#[cfg(not(feature = "dynamic"))]
+fn load_plugins(plugins: &[PathBuf], _registry: &mut Registry) -> anyhow::Result<()> {
+    match plugins.first() {
+        None => Ok(()),
+        Some(path) => Err(startup(format!(
+            "cannot load plugin {}: this binary was built without plugin support; rebuild with \
+             `--features dynamic`",
+            path.display()
+        ))),
+    }
+}
+
+/// The backend used when none is named.
+pub fn default_backend(registry: &Registry) -> &'static str {
+    if registry.contains("memory") {
+        "memory"
+    } else {
+        "nop"
+    }
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let registry = registry(&args.plugins)?;
+    if args.list_backends {
+        for backend in registry.iter() {
+            println!(
+                "{:<12}  {:<28}  {}",
+                backend.name(),
+                backend.origin().to_string(),
+                backend.summary()
+            );
+        }
+        return Ok(());
+    }
+    let name = args
+        .cache
+        .clone()
+        .unwrap_or_else(|| default_backend(&registry).to_owned());
+    let mut config = Config::default();
+    config.ttl = args.cache_ttl;
+    config.capacity = args.cache_capacity;
+    config.prefix = args.cache_prefix.clone();
+    config.op_timeout = args.cache_timeout;
+    let cache: Arc<dyn Cache> = registry.create(&name, &config).await.map_err(startup)?;
+    let addr = resolve(&args.host, args.port)?;
+    let listener =
+        bind(addr).map_err(|e| startup(format!("cannot listen on {addr}: {e}")))?;
+    let local = listener.local_addr()?;
+    let max_computes = args
+        .max_computes
+        .map(NonZeroUsize::get)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, NonZeroUsize::get));
+    let settings = Settings {
+        max_n: args.max_n,
+        prefix: args.cache_prefix.clone(),
+        ttl: args.cache_ttl,
+        cache_timeout: args.cache_timeout,
+        limits: Limits {
+            max_computes,
+            compute_timeout: args.compute_timeout,
+            queue_wait: args.queue_wait,
+        },
+    };
+    let state = AppState::new(cache, name.clone(), settings);
+    let limits = ConnLimits {
+        header_timeout: args.header_timeout,
+        max_connections: args.max_connections.get(),
+        shutdown_grace: args.shutdown_grace,
+    };
+    tracing::info!(
+        addr = %local,
+        backend = %name,
+        max_n = args.max_n,
+        max_computes,
+        "listening"
+    );
+    run(listener, state, limits, shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| startup(format!("cannot resolve --host {host:?}: {e}")))?
+        .next()
+        .ok_or_else(|| startup(format!("--host {host:?} resolves to no address")))
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::warn!(cause = %err, "cannot listen for SIGTERM; only SIGINT stops");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutdown requested"),
+            _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!(signal = "ctrl-c", "shutdown requested");
+    }
+}

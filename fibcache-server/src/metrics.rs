@@ -1,0 +1,221 @@
+//! Prometheus metrics: what the server is doing, as counters and a latency histogram.
+//!
+//! Built on `prometheus-client` (the exposition format is not hand-written). The hot path never
+//! takes a lock: every series a request can touch is created up front and kept as a handle
+//! (an `Arc` around an atomic), so counting is one atomic add.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// How a computation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// It produced its number.
+    Ok,
+    /// Every waiting client went away, or the server shut down.
+    Cancelled,
+    /// It ran past `--compute-timeout`.
+    Timeout,
+}
+
+/// The statuses the server answers with, pre-created so that counting needs no lookup.
+const STATUSES: [u16; 7] = [200, 400, 404, 405, 422, 503, 504];
+
+/// Every metric the server exports, and the registry that encodes them.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<StatusLabel, Counter>,
+    by_status: [Counter; STATUSES.len()],
+    /// Requests answered from the cache.
+    pub cache_hits: Counter,
+    /// Requests the cache could not answer (not found, expired, or unusable value).
+    pub cache_misses: Counter,
+    /// Cache operations that failed or timed out, and values that did not parse.
+    pub cache_errors: Counter,
+    /// Computations that got a slot and began.
+    pub computations_started: Counter,
+    finished: [Counter; 3],
+    /// Computations running right now.
+    pub computations_running: Gauge,
+    /// Cold requests refused with 503 because no computation slot came free in time.
+    pub overloaded: Counter,
+    /// Connections open right now.
+    pub connections_open: Gauge,
+    /// Connections refused with 503 because `--max-connections` were open.
+    pub connections_refused: Counter,
+    duration: Histogram,
+    /// Requests in progress, for the shutdown log line.
+    in_flight: AtomicI64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry holding every fibcache series at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<StatusLabel, Counter>::default();
+        let by_status = STATUSES.map(|status| requests.get_or_create(&StatusLabel { status }).clone());
+        registry.register(
+            "fibcache_requests",
+            "HTTP requests answered, by status code",
+            requests.clone(),
+        );
+        let cache_hits = Counter::default();
+        registry.register(
+            "fibcache_cache_hits",
+            "Requests answered from the cache",
+            cache_hits.clone(),
+        );
+        let cache_misses = Counter::default();
+        registry.register(
+            "fibcache_cache_misses",
+            "Requests the cache had no usable value for",
+            cache_misses.clone(),
+        );
+        let cache_errors = Counter::default();
+        registry.register(
+            "fibcache_cache_errors",
+            "Cache operations that failed or timed out, and cached values that did not parse",
+            cache_errors.clone(),
+        );
+        let computations_started = Counter::default();
+        registry.register(
+            "fibcache_computations_started",
+            "Fibonacci computations that began",
+            computations_started.clone(),
+        );
+        let finished_family = Family::<OutcomeLabel, Counter>::default();
+        let finished = ["ok", "cancelled", "timeout"]
+            .map(|outcome| finished_family.get_or_create(&OutcomeLabel { outcome }).clone());
+        registry.register(
+            "fibcache_computations_finished",
+            "Fibonacci computations that ended, by outcome",
+            finished_family,
+        );
+        let computations_running = Gauge::default();
+        registry.register(
+            "fibcache_computations_running",
+            "Fibonacci computations running now",
+            computations_running.clone(),
+        );
+        let overloaded = Counter::default();
+        registry.register(
+            "fibcache_overloaded",
+            "Cold requests refused with 503 because every computation slot was busy",
+            overloaded.clone(),
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "fibcache_connections_open",
+            "Client connections open now",
+            connections_open.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "fibcache_connections_refused",
+            "Connections answered 503 and closed because --max-connections were open",
+            connections_refused.clone(),
+        );
+        // 50 µs to ~52 s: cache hits land in the first buckets, computations in the last.
+        let duration = Histogram::new(exponential_buckets(0.000_05, 2.0, 21));
+        registry.register(
+            "fibcache_request_duration_seconds",
+            "Time from request head to response, in seconds",
+            duration.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            by_status,
+            cache_hits,
+            cache_misses,
+            cache_errors,
+            computations_started,
+            finished,
+            computations_running,
+            overloaded,
+            connections_open,
+            connections_refused,
+            duration,
+            in_flight: AtomicI64::new(0),
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn request(&self, status: u16, elapsed: Duration) {
+        match STATUSES.iter().position(|&s| s == status) {
+            Some(i) => self.by_status[i].inc(),
+            None => self.requests.get_or_create(&StatusLabel { status }).inc(),
+        };
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one finished computation.
+    pub fn finished(&self, how: Finished) {
+        let i = match how {
+            Finished::Ok => 0,
+            Finished::Cancelled => 1,
+            Finished::Timeout => 2,
+        };
+        self.finished[i].inc();
+    }
+
+    /// Marks a request as started; the returned guard marks it done when dropped.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
+    }
+
+    /// Requests in progress now.
+    pub fn requests_in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            // Encoding into a String cannot fail; say so in the output rather than panic.
+            let _ = writeln!(out, "# encoding failed");
+        }
+        out
+    }
+}
+
+/// A request in progress; see [`Metrics::in_flight`].
+pub struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
