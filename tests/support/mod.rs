@@ -3,7 +3,7 @@
 //! own.
 //!
 //! Every integration test file does `mod support;` and uses only the parts it needs.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod conformance;
 pub mod http;

@@ -1,0 +1,45 @@
+//! Two registrations of one name are reported, never resolved by link order.
+//!
+//! This test binary registers a second `nop` next to `fibcache-core`'s, so the registry of
+//! this binary (and only this one) must refuse to build.
+
+use std::time::Duration;
+
+use fibcache_core::{async_trait, register_backend, Cache, Config, Error, Registry, Result};
+
+struct Impostor;
+
+#[async_trait]
+impl Cache for Impostor {
+    async fn get(&self, _key: &str) -> Result<String> {
+        Ok("0".to_owned())
+    }
+    async fn set(&self, _key: &str, _value: &str, _ttl: Duration) -> Result<()> {
+        Ok(())
+    }
+}
+
+async fn create(_config: &Config) -> Result<Impostor> {
+    Ok(Impostor)
+}
+
+register_backend! {
+    name: "nop",
+    summary: "a second backend claiming the name nop",
+    factory: create,
+}
+
+#[test]
+fn a_duplicate_name_is_an_error_naming_both_origins() {
+    let err = Registry::new().unwrap_err();
+    match &err {
+        Error::DuplicateBackend { name, first, second } => {
+            assert_eq!(name, "nop");
+            let mut origins = [first.as_str(), second.as_str()];
+            origins.sort_unstable();
+            assert_eq!(origins, ["static:fibcache", "static:fibcache-core"]);
+        }
+        other => panic!("expected DuplicateBackend, got {other:?}"),
+    }
+    assert!(err.to_string().contains("registered twice"), "{err}");
+}

@@ -1,0 +1,202 @@
+//! The HTTP contract of PRODUCT.md, against the real `fibcache` binary on a free port.
+
+mod support;
+
+use fibcache_core::fib::fib_fast;
+use support::{get, json, request, Server, Spawn};
+
+#[tokio::test]
+async fn results_match_the_exact_fibonacci_and_the_second_ask_is_a_hit() {
+    let server = Server::start(&[]);
+    for n in [0u64, 1, 2, 10, 30] {
+        let first = get(server.addr, &format!("/fib/{n}")).await;
+        assert_eq!(first.status, 200, "n = {n}: {}", first.body);
+        assert_eq!(first.header("x-cache"), Some("miss"), "n = {n}");
+        assert_eq!(first.header("content-type"), Some("application/json"));
+        assert_eq!(json(&first)["result"], fib_fast(n).unwrap(), "n = {n}");
+
+        let second = get(server.addr, &format!("/fib/{n}")).await;
+        assert_eq!(second.status, 200);
+        assert_eq!(second.header("x-cache"), Some("hit"), "n = {n}");
+        assert_eq!(json(&second)["result"], fib_fast(n).unwrap());
+    }
+    assert_eq!(server.metric("fibcache_cache_hits_total").await, 5.0);
+    assert_eq!(server.metric("fibcache_cache_misses_total").await, 5.0);
+}
+
+#[tokio::test]
+async fn the_body_is_exactly_the_documented_json() {
+    let server = Server::start(&[]);
+    let resp = get(server.addr, "/fib/30").await;
+    assert_eq!(resp.body, r#"{"result":832040}"#);
+}
+
+#[tokio::test]
+async fn max_n_bounds_what_is_accepted() {
+    let server = Server::start(&["--max-n", "20"]);
+    assert_eq!(get(server.addr, "/fib/20").await.status, 200);
+    let resp = get(server.addr, "/fib/21").await;
+    assert_eq!(resp.status, 422);
+    assert!(json(&resp)["error"].as_str().unwrap().contains("between 0 and 20"));
+}
+
+#[tokio::test]
+async fn spellings_of_one_number_share_one_cache_entry() {
+    let server = Server::start(&[]);
+    assert_eq!(get(server.addr, "/fib/5").await.header("x-cache"), Some("miss"));
+    for spelling in ["05", "+5", "0005", "5?ignored=query"] {
+        let resp = get(server.addr, &format!("/fib/{spelling}")).await;
+        assert_eq!(resp.status, 200, "{spelling}");
+        assert_eq!(resp.header("x-cache"), Some("hit"), "{spelling}");
+        assert_eq!(json(&resp)["result"], 5);
+    }
+}
+
+#[tokio::test]
+async fn nop_never_hits() {
+    let server = Spawn::new().env("FIB_CACHE", "nop").start();
+    for _ in 0..3 {
+        let resp = get(server.addr, "/fib/12").await;
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("x-cache"), Some("miss"));
+        assert_eq!(json(&resp)["result"], 144);
+    }
+    assert_eq!(server.metric("fibcache_cache_hits_total").await, 0.0);
+    assert_eq!(server.metric("fibcache_computations_started_total").await, 3.0);
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_contract_status_and_a_json_error_and_serving_goes_on() {
+    let server = Server::start(&[]);
+    let cases: &[(&str, &str, u16)] = &[
+        ("GET", "/fib/abc", 400),
+        ("GET", "/fib/", 400),
+        ("GET", "/fib/1.5", 400),
+        ("GET", "/fib/0x10", 400),
+        ("GET", "/fib/%35", 400),
+        ("GET", "/fib/-1", 422),
+        ("GET", "/fib/93", 422),
+        ("GET", "/fib/99999999999999999999999", 422),
+        ("GET", "/fib/9223372036854775808", 422),
+        ("GET", "/fib/5/6", 404),
+        ("GET", "/fib/5/", 404),
+        ("GET", "/fib", 404),
+        ("GET", "/", 404),
+        ("GET", "/nope", 404),
+        ("POST", "/fib/5", 405),
+        ("DELETE", "/healthz", 405),
+        ("PUT", "/metrics", 405),
+    ];
+    for &(method, path, status) in cases {
+        let resp = request(server.addr, method, path).await;
+        assert_eq!(resp.status, status, "{method} {path}: {}", resp.body);
+        assert_eq!(resp.header("content-type"), Some("application/json"), "{method} {path}");
+        let error = json(&resp)["error"].clone();
+        assert!(
+            error.as_str().is_some_and(|e| !e.is_empty()),
+            "{method} {path}: no error field in {}",
+            resp.body
+        );
+        if status == 422 {
+            assert!(error.as_str().unwrap().contains("between 0 and 92"), "{path}: {error}");
+        }
+        if status == 405 {
+            assert_eq!(resp.header("allow"), Some("GET, HEAD"), "{method} {path}");
+        }
+    }
+    // Still serving, and nothing above was computed or cached.
+    assert_eq!(json(&get(server.addr, "/fib/10").await)["result"], 55);
+    assert_eq!(server.metric("fibcache_computations_started_total").await, 1.0);
+    assert_eq!(server.metric(r#"fibcache_requests_total{status="400"}"#).await, 5.0);
+    assert_eq!(server.metric(r#"fibcache_requests_total{status="422"}"#).await, 4.0);
+}
+
+#[tokio::test]
+async fn healthz_names_the_backend() {
+    let server = Server::start(&[]);
+    let resp = get(server.addr, "/healthz").await;
+    assert_eq!(resp.status, 200);
+    let body = json(&resp);
+    assert_eq!(body["status"], "ok");
+    let expected = if cfg!(feature = "memory") { "memory" } else { "nop" };
+    assert_eq!(body["backend"], expected);
+}
+
+#[tokio::test]
+async fn metrics_expose_the_contract_series() {
+    let server = Server::start(&[]);
+    get(server.addr, "/fib/10").await;
+    get(server.addr, "/fib/10").await;
+    let resp = get(server.addr, "/metrics").await;
+    assert_eq!(resp.status, 200);
+    assert!(resp.header("content-type").unwrap().starts_with("text/plain"));
+    for series in [
+        r#"fibcache_requests_total{status="200"}"#,
+        "fibcache_cache_hits_total",
+        "fibcache_cache_misses_total",
+        "fibcache_cache_errors_total",
+        "fibcache_computations_started_total",
+        r#"fibcache_computations_finished_total{outcome="ok"}"#,
+        r#"fibcache_computations_finished_total{outcome="cancelled"}"#,
+        r#"fibcache_computations_finished_total{outcome="timeout"}"#,
+        "fibcache_request_duration_seconds_count",
+        r#"fibcache_request_duration_seconds_bucket{le="+Inf"}"#,
+    ] {
+        assert!(
+            support::metric_value(&resp.body, series).is_some(),
+            "{series} missing from:\n{}",
+            resp.body
+        );
+    }
+    assert_eq!(
+        support::metric_value(&resp.body, r#"fibcache_requests_total{status="200"}"#),
+        Some(2.0)
+    );
+    assert_eq!(
+        support::metric_value(&resp.body, r#"fibcache_computations_finished_total{outcome="ok"}"#),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn head_is_answered_like_get_without_a_body() {
+    let server = Server::start(&[]);
+    let resp = request(server.addr, "HEAD", "/fib/10").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, "");
+}
+
+#[tokio::test]
+async fn json_log_format_writes_json_lines() {
+    let server = Spawn::new().args(["--log-format", "json"]).start();
+    get(server.addr, "/fib/7").await;
+    // The request line is written by a background thread; give it a bounded moment.
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = server.log();
+        if log.contains("\"path\":\"/fib/7\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"path\":\"/fib/7\""))
+        .unwrap_or_else(|| panic!("no request line for /fib/7 in:\n{log}"));
+    let event: serde_json::Value = serde_json::from_str(line).expect("log line is JSON");
+    assert_eq!(event["status"], 200);
+    assert_eq!(event["method"], "GET");
+    assert_eq!(event["level"], "INFO");
+}
+
+#[tokio::test]
+async fn log_level_error_silences_request_lines() {
+    // The start-up target stays at info so the harness can read the bound address.
+    let server = Spawn::new()
+        .env("FIB_LOG", "error,fibcache_server::cli=info")
+        .start();
+    get(server.addr, "/fib/7").await;
+    get(server.addr, "/healthz").await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!server.log().contains("/fib/7"), "log:\n{}", server.log());
+}

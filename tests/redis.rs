@@ -1,0 +1,424 @@
+//! The `redis` backend against a real `redis-server` that each test starts on a free loopback
+//! port of its own (and may stop and restart): the `Cache` contract, start-up errors, outages,
+//! and then the `fibcache` binary itself sharing, losing and regaining a Redis.
+//!
+//! Run with `cargo test --features redis --test redis`; `redis-server` must be installed
+//! (Debian: `apt-get install redis-server`). A missing one fails the tests, it never skips them.
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fibcache_backends as _;
+use fibcache_backends::redis::{RedisCache, RedisConfig};
+use fibcache_core::fib::fib_fast;
+use fibcache_core::{Cache, Config, Error, Registry, Result};
+use support::redis_server::RedisServer;
+
+/// A config that reaches the Redis at `url` and nothing from the developer's environment.
+fn config_for(url: &str) -> Config {
+    Config::default()
+        .with_var("REDIS_URL", url)
+        .with_var("REDIS_ADDR", "")
+        .with_var("REDIS_PASSWORD", "")
+        .with_var("REDIS_DB", "")
+        .with_var("REDIS_TIMEOUT_MS", "")
+}
+
+/// Creates the `redis` backend by name, as the server does.
+async fn create(config: &Config) -> Result<Arc<dyn Cache>> {
+    Registry::new()?.create("redis", config).await
+}
+
+/// `fut`, which must finish: a backend that hangs fails the test instead of stalling it. The
+/// limit is a guard against hanging, far above any legitimate wait, not a speed requirement.
+async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not return: a cache operation must never hang"))
+}
+
+/// Polls `ok` until it holds, for at most `attempts` tries 100 ms apart.
+async fn eventually<F, Fut>(what: &str, attempts: usize, mut ok: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..attempts {
+        if ok().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not reached after {attempts} attempts");
+}
+
+/// The error of a creation that must fail.
+async fn create_err(config: &Config) -> Error {
+    match create(config).await {
+        Ok(_) => panic!("creating the redis backend succeeded; it must fail"),
+        Err(err) => err,
+    }
+}
+
+/// Asserts `err` is a config error of the redis backend and that `secret` appears nowhere in
+/// its `Display`, `Debug` or source chain; returns its message.
+fn config_message(err: &Error, secret: &str) -> String {
+    let mut text = format!("{err} | {err:?} | {err:#?}");
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text.push_str(&format!(" | {s} | {s:?}"));
+        source = s.source();
+    }
+    assert!(!text.contains(secret), "the password leaked: {text}");
+    match err {
+        Error::Config { backend, message } => {
+            assert_eq!(backend, "redis");
+            message.clone()
+        }
+        other => panic!("expected Error::Config, got {other:?}"),
+    }
+}
+
+fn is_backend_error(result: &Result<impl std::fmt::Debug>) -> bool {
+    matches!(result, Err(Error::Backend { backend, .. }) if backend == "redis")
+}
+
+#[tokio::test]
+async fn the_conformance_suite_passes_against_redis() {
+    let redis = RedisServer::start();
+    assert!(Registry::new().unwrap().contains("redis"));
+    let mut config = config_for(&redis.url());
+    // The suite checks the contract, not timeouts: give a loaded CI machine room.
+    config.op_timeout = Duration::from_secs(5);
+    let cache = create(&config).await.unwrap();
+    support::conformance::run(cache, "conformance:").await;
+}
+
+#[tokio::test]
+async fn keys_are_stored_as_given_with_their_ttl() {
+    let redis = RedisServer::start();
+    let cache = create(&config_for(&redis.url())).await.unwrap();
+
+    cache.set("fib:7", "13", Duration::from_secs(15)).await.unwrap();
+    // The server builds `<prefix><n>` itself; the backend must not prefix it again.
+    assert_eq!(redis.command(&["GET", "fib:7"]), "13");
+    assert_eq!(redis.command(&["EXISTS", "fib:fib:7"]), ":0");
+    let pttl: i64 = redis.command(&["PTTL", "fib:7"])[1..].parse().unwrap();
+    assert!(pttl > 0 && pttl <= 15_000, "PTTL {pttl}");
+
+    // A TTL of zero or below a millisecond is still a valid command (rounded up to 1 ms).
+    cache.set("fib:zero", "0", Duration::ZERO).await.unwrap();
+    cache.set("fib:tiny", "1", Duration::from_micros(10)).await.unwrap();
+    eventually("sub-millisecond entries expire", 50, || async {
+        redis.command(&["EXISTS", "fib:zero", "fib:tiny"]) == ":0"
+    })
+    .await;
+    // A TTL far beyond what Redis accepts is capped, not refused.
+    cache.set("fib:forever", "v", Duration::MAX).await.unwrap();
+    assert_eq!(cache.get("fib:forever").await.unwrap(), "v");
+}
+
+#[tokio::test]
+async fn a_malformed_url_is_a_config_error_without_the_password() {
+    for url in [
+        "redis://:hunter2-secret@127.0.0.1:not-a-port",
+        "http://:hunter2-secret@127.0.0.1:6379",
+        "hunter2-secret",
+        "redis://:hunter2-secret@127.0.0.1:6379/db",
+    ] {
+        let err = create_err(&config_for(url)).await;
+        let message = config_message(&err, "hunter2-secret");
+        assert!(message.contains("REDIS_URL"), "{url}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_password_is_a_config_error_without_the_password() {
+    let redis = RedisServer::with_password("right-horse-battery");
+    let port = redis.port;
+
+    let url = format!("redis://:wrong-staple-42@127.0.0.1:{port}");
+    let err = create_err(&config_for(&url)).await;
+    let message = config_message(&err, "wrong-staple-42");
+    assert!(message.contains("REDIS_URL"), "{message}");
+
+    let separate = config_for("")
+        .with_var("REDIS_ADDR", redis.addr())
+        .with_var("REDIS_PASSWORD", "wrong-staple-42");
+    let err = create_err(&separate).await;
+    let message = config_message(&err, "wrong-staple-42");
+    assert!(message.contains("REDIS_PASSWORD"), "{message}");
+
+    // No password at all for a server that wants one (NOAUTH) is just as wrong.
+    let err = create_err(&config_for(&format!("redis://127.0.0.1:{port}"))).await;
+    let message = config_message(&err, "right-horse-battery");
+    assert!(message.contains("requires a password"), "{message}");
+
+    // And the right one works.
+    let cache = create(&config_for(&redis.url())).await.unwrap();
+    cache.set("fib:1", "1", Duration::from_secs(5)).await.unwrap();
+    assert_eq!(cache.get("fib:1").await.unwrap(), "1");
+}
+
+#[tokio::test]
+async fn a_database_the_server_lacks_is_a_config_error() {
+    let redis = RedisServer::with_password("pw-in-db-test");
+    let url = format!("redis://:pw-in-db-test@127.0.0.1:{}/99", redis.port);
+    let err = create_err(&config_for(&url)).await;
+    let message = config_message(&err, "pw-in-db-test");
+    assert!(message.contains("99"), "{message}");
+
+    let separate = config_for("")
+        .with_var("REDIS_ADDR", redis.addr())
+        .with_var("REDIS_PASSWORD", "pw-in-db-test");
+    let err = create_err(&separate.clone().with_var("REDIS_DB", "99")).await;
+    let message = config_message(&err, "pw-in-db-test");
+    assert!(message.contains("REDIS_DB"), "{message}");
+    let err = create_err(&separate.clone().with_var("REDIS_DB", "first")).await;
+    let message = config_message(&err, "pw-in-db-test");
+    assert!(message.contains("REDIS_DB"), "{message}");
+
+    // Database 3 exists (Redis has 16 by default), and keys there are not in database 0.
+    let cache = create(&separate.with_var("REDIS_DB", "3")).await.unwrap();
+    cache.set("fib:2", "1", Duration::from_secs(5)).await.unwrap();
+    assert_eq!(redis.command(&["EXISTS", "fib:2"]), ":0");
+}
+
+#[tokio::test]
+async fn redis_down_at_creation_fails_fast_then_recovers_by_itself() {
+    let mut redis = RedisServer::start();
+    redis.stop();
+    let cache = bounded("create", create(&config_for(&redis.url())))
+        .await
+        .expect("a Redis that is down is not a reason to refuse to start");
+
+    for _ in 0..3 {
+        let got = bounded("get", cache.get("fib:10")).await;
+        assert!(is_backend_error(&got), "{got:?}");
+        let put = bounded("set", cache.set("fib:10", "55", Duration::from_secs(30))).await;
+        assert!(is_backend_error(&put), "{put:?}");
+    }
+
+    redis.restart();
+    // The same cache object, never re-created, connects in the background.
+    eventually("the cache uses Redis once it is back", 300, || async {
+        cache.set("fib:10", "55", Duration::from_secs(30)).await.is_ok()
+    })
+    .await;
+    assert_eq!(cache.get("fib:10").await.unwrap(), "55");
+    assert_eq!(redis.command(&["GET", "fib:10"]), "55");
+}
+
+#[tokio::test]
+async fn losing_redis_after_start_fails_operations_then_recovers() {
+    let mut redis = RedisServer::start();
+    let cache = create(&config_for(&redis.url())).await.unwrap();
+    cache.set("fib:11", "89", Duration::from_secs(30)).await.unwrap();
+    assert_eq!(cache.get("fib:11").await.unwrap(), "89");
+
+    redis.stop();
+    for _ in 0..5 {
+        let got = bounded("get", cache.get("fib:11")).await;
+        assert!(is_backend_error(&got), "{got:?}");
+    }
+
+    redis.restart();
+    eventually("the connection is replaced once Redis is back", 300, || async {
+        cache.set("fib:12", "144", Duration::from_secs(30)).await.is_ok()
+    })
+    .await;
+    assert_eq!(cache.get("fib:12").await.unwrap(), "144");
+    // The restarted Redis is empty: the old entry is a plain miss, not an error.
+    assert!(matches!(cache.get("fib:11").await, Err(Error::NotFound)));
+}
+
+#[tokio::test]
+async fn a_redis_that_stops_answering_times_out_instead_of_hanging() {
+    let redis = RedisServer::start();
+    let cache = create(&config_for(&redis.url())).await.unwrap();
+    cache.set("fib:13", "233", Duration::from_secs(60)).await.unwrap();
+
+    // Redis holds every client's commands for 3 s, as a stalled server would.
+    assert_eq!(redis.command(&["CLIENT", "PAUSE", "3000", "ALL"]), "+OK");
+    let got = bounded("get", cache.get("fib:13")).await;
+    assert!(is_backend_error(&got), "{got:?}");
+    let put = bounded("set", cache.set("fib:13", "233", Duration::from_secs(60))).await;
+    assert!(is_backend_error(&put), "{put:?}");
+
+    eventually("answers come back after the pause", 300, || async {
+        matches!(cache.get("fib:13").await.as_deref(), Ok("233"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn debug_output_never_shows_the_password() {
+    let redis = RedisServer::with_password("debug-pw-7781");
+    let config = RedisConfig::from_config(&config_for(&redis.url())).unwrap();
+    let cache = RedisCache::connect(config.clone()).await.unwrap();
+    assert!(cache.is_connected());
+    for text in [
+        format!("{config:?}"),
+        format!("{config:#?}"),
+        format!("{cache:?}"),
+        format!("{cache:#?}"),
+    ] {
+        assert!(!text.contains("debug-pw-7781"), "{text}");
+    }
+    // Errors from operations do not carry it either.
+    drop(redis);
+    let err = bounded("get", cache.get("fib:1")).await.unwrap_err();
+    let mut text = format!("{err} {err:?}");
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        text.push_str(&format!(" {s} {s:?}"));
+        source = s.source();
+    }
+    assert!(!text.contains("debug-pw-7781"), "{text}");
+}
+
+// ---- The `fibcache` binary on Redis -------------------------------------------------------
+
+use support::{get, json, Spawn};
+
+/// A server on the Redis at `url`, with `args`.
+fn server_on(url: &str, args: &[&str]) -> support::Server {
+    Spawn::new()
+        .env("FIB_CACHE", "redis")
+        .env("REDIS_URL", url)
+        .args(args.iter().copied())
+        .start()
+}
+
+/// `GET /fib/{n}`: asserts a 200 with the right number and returns the `x-cache` header.
+async fn fib(server: &support::Server, n: u64) -> String {
+    let resp = get(server.addr, &format!("/fib/{n}")).await;
+    assert_eq!(resp.status, 200, "GET /fib/{n}: {}", resp.body);
+    let expected = fib_fast(n).unwrap();
+    assert_eq!(json(&resp)["result"], expected, "GET /fib/{n}");
+    resp.header("x-cache")
+        .unwrap_or_else(|| panic!("GET /fib/{n} has no x-cache header"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn two_servers_share_one_redis() {
+    let redis = RedisServer::start();
+    let first = server_on(&redis.url(), &[]);
+    let second = server_on(&redis.url(), &[]);
+
+    assert_eq!(fib(&first, 27).await, "miss");
+    assert_eq!(fib(&second, 27).await, "hit", "computed on the first, found by the second");
+    assert_eq!(second.metric("fibcache_cache_hits_total").await, 1.0);
+    assert_eq!(second.metric("fibcache_computations_started_total").await, 0.0);
+    assert_eq!(first.metric("fibcache_computations_started_total").await, 1.0);
+}
+
+#[tokio::test]
+async fn a_redis_outage_never_changes_an_answer() {
+    let mut redis = RedisServer::start();
+    let server = server_on(&redis.url(), &[]);
+    assert_eq!(fib(&server, 20).await, "miss");
+    assert_eq!(fib(&server, 20).await, "hit");
+
+    redis.stop();
+    for n in (10..=24).chain([20, 20]) {
+        // Every answer is a computed one while Redis is gone, and right.
+        assert_eq!(fib(&server, n).await, "miss", "n={n}");
+    }
+    assert!(server.metric("fibcache_cache_errors_total").await > 0.0);
+
+    redis.restart();
+    // Without restarting the server: a value written after Redis is back is a hit again.
+    let mut hit = false;
+    for _ in 0..150 {
+        if fib(&server, 21).await == "hit" {
+            hit = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(hit, "no cache hit after Redis came back; log:\n{}", server.log());
+    assert_eq!(redis.command(&["GET", "fib:21"]), "10946");
+}
+
+#[tokio::test]
+async fn garbage_under_a_key_is_recomputed_and_overwritten() {
+    let redis = RedisServer::start();
+    let server = server_on(&redis.url(), &[]);
+    assert_eq!(redis.command(&["SET", "fib:20", "garbage"]), "+OK");
+
+    assert_eq!(fib(&server, 20).await, "miss");
+    assert_eq!(redis.command(&["GET", "fib:20"]), "6765");
+    assert_eq!(fib(&server, 20).await, "hit");
+    // A key of the wrong type is garbage too.
+    assert_eq!(redis.command(&["RPUSH", "fib:18", "x"]), ":1");
+    assert_eq!(fib(&server, 18).await, "miss");
+    assert_eq!(redis.command(&["GET", "fib:18"]), "2584");
+    assert_eq!(fib(&server, 18).await, "hit");
+}
+
+#[tokio::test]
+async fn misconfigured_redis_exits_2_with_one_line_and_no_password() {
+    let redis = RedisServer::with_password("exit-test-pw");
+    let cases = [
+        format!("redis://:wrong-pw-9913@127.0.0.1:{}", redis.port),
+        "redis://:wrong-pw-9913@127.0.0.1:notaport".to_owned(),
+        format!("redis://:exit-test-pw@127.0.0.1:{}/99", redis.port),
+    ];
+    for url in &cases {
+        let exit = Spawn::new()
+            .env("FIB_CACHE", "redis")
+            .env("REDIS_URL", url)
+            .run_to_exit();
+        assert_eq!(exit.code(), Some(2), "{url}: {exit:?}");
+        let stderr = exit.stderr.trim();
+        assert_eq!(stderr.lines().count(), 1, "{url}: one line expected: {stderr}");
+        assert!(stderr.contains("redis"), "{url}: {stderr}");
+        for output in [&exit.stdout, &exit.stderr] {
+            assert!(!output.contains("wrong-pw-9913"), "{url}: leaked: {output}");
+            assert!(!output.contains("exit-test-pw"), "{url}: leaked: {output}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_redis_down_at_start_is_a_warning_and_the_password_stays_out_of_the_log() {
+    let mut redis = RedisServer::with_password("down-pw-5521");
+    let url = redis.url();
+    redis.stop();
+    let server = server_on(&url, &[]);
+    assert_eq!(fib(&server, 15).await, "miss");
+    assert_eq!(fib(&server, 15).await, "miss", "nothing can be cached while Redis is down");
+
+    redis.restart();
+    let mut hit = false;
+    for _ in 0..150 {
+        if fib(&server, 16).await == "hit" {
+            hit = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = server.log();
+    assert!(hit, "no cache hit after Redis came up; log:\n{log}");
+    assert!(log.contains("redis is unreachable"), "{log}");
+    assert!(!log.contains("down-pw-5521"), "the password leaked into the log:\n{log}");
+}
+
+#[tokio::test]
+async fn keys_carry_the_prefix_and_the_configured_ttl() {
+    let redis = RedisServer::start();
+    let server = server_on(&redis.url(), &["--cache-prefix", "myapp:", "--cache-ttl", "40s"]);
+    assert_eq!(fib(&server, 15).await, "miss");
+
+    assert_eq!(redis.command(&["GET", "myapp:15"]), "610");
+    assert_eq!(redis.command(&["EXISTS", "fib:15"]), ":0");
+    let pttl: i64 = redis.command(&["PTTL", "myapp:15"])[1..].parse().unwrap();
+    assert!(pttl > 30_000 && pttl <= 40_000, "PTTL {pttl}");
+    assert_eq!(fib(&server, 15).await, "hit");
+}

@@ -1,0 +1,162 @@
+//! The registry holds exactly the backends the enabled features promise, and choosing one that
+//! is not there fails clearly, with exit status 2 from the binary.
+//!
+//! This is what catches the linker dropping an unreferenced backend crate together with its
+//! `inventory` registrations: the binary's `--list-backends` must show every enabled backend.
+
+mod support;
+
+use fibcache_core::{Config, Error, Registry};
+use support::Spawn;
+
+// The test binary itself must reference the crate, as the server binary does.
+use fibcache_backends as _;
+
+/// The backends this build's features promise, sorted.
+fn promised() -> Vec<&'static str> {
+    let mut names = vec!["nop"];
+    if cfg!(feature = "memory") {
+        names.push("memory");
+    }
+    if cfg!(feature = "redis") {
+        names.push("redis");
+    }
+    names.sort_unstable();
+    names
+}
+
+#[test]
+fn the_registry_holds_exactly_the_promised_backends() {
+    let registry = Registry::new().unwrap();
+    assert_eq!(registry.names(), promised());
+    let mut compiled: Vec<&str> = fibcache_backends::COMPILED_IN.to_vec();
+    compiled.push("nop");
+    compiled.sort_unstable();
+    assert_eq!(compiled, promised());
+}
+
+#[test]
+fn the_binary_lists_exactly_the_promised_backends() {
+    let out = Spawn::new().arg("--list-backends").run_to_exit();
+    assert_eq!(out.code(), Some(0), "stderr: {}", out.stderr);
+    let names: Vec<&str> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(names, promised(), "stdout:\n{}", out.stdout);
+    for line in out.stdout.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert!(fields.len() >= 3, "name, origin, summary: {line:?}");
+        assert!(fields[1].starts_with("static:"), "origin of a built-in: {line:?}");
+    }
+}
+
+#[test]
+fn an_unknown_backend_is_exit_2_with_the_available_ones() {
+    let out = Spawn::new().env("FIB_CACHE", "memcached").run_to_exit();
+    assert_eq!(out.code(), Some(2));
+    let line = out.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "one line: {line:?}");
+    assert!(line.contains("unknown backend `memcached`"), "{line}");
+    assert!(line.contains(&format!("available: {}", promised().join(", "))), "{line}");
+}
+
+#[cfg(not(feature = "redis"))]
+#[test]
+fn a_known_backend_that_is_not_compiled_in_names_its_feature() {
+    let out = Spawn::new().args(["--cache", "redis"]).run_to_exit();
+    assert_eq!(out.code(), Some(2));
+    let line = out.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "one line: {line:?}");
+    assert!(
+        line.contains("backend `redis` is not compiled in; rebuild with `--features redis`"),
+        "{line}"
+    );
+}
+
+#[cfg(not(feature = "memory"))]
+#[test]
+fn without_memory_the_default_is_nop() {
+    let out = Spawn::new().args(["--cache", "memory"]).run_to_exit();
+    assert_eq!(out.code(), Some(2));
+    assert!(out.stderr.contains("rebuild with `--features memory`"));
+}
+
+#[tokio::test]
+async fn unknown_and_not_compiled_errors_from_the_api() {
+    let mut registry = Registry::new().unwrap();
+    fibcache_backends::note_optional(&mut registry);
+    let err = registry.create("nope", &Config::default()).await.err().unwrap();
+    assert!(matches!(err, Error::UnknownBackend { ref name, .. } if name == "nope"), "{err}");
+    registry.note_optional("imaginary", "imagination");
+    let err = registry.create("imaginary", &Config::default()).await.err().unwrap();
+    assert!(
+        matches!(err, Error::NotCompiledIn { ref feature, .. } if feature == "imagination"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_name_added_twice_is_refused_and_the_first_kept() {
+    let mut registry = Registry::new().unwrap();
+    let nop = registry.get("nop").unwrap().clone();
+    let err = registry.add(nop).unwrap_err();
+    assert!(matches!(err, Error::DuplicateBackend { ref name, .. } if name == "nop"), "{err}");
+    assert_eq!(registry.names(), promised());
+}
+
+#[test]
+fn start_up_mistakes_are_one_line_and_exit_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--cache-ttl", "soon"], "--cache-ttl"),
+        (&["--max-n", "93"], "--max-n"),
+        (&["--port", "70000"], "--port"),
+        (&["--cache-capacity", "0"], "--cache-capacity"),
+        (&["--log-format", "xml"], "--log-format"),
+        (&["--log-level", "info,=[bad"], "log filter"),
+        (&["--host", "not a host"], "--host"),
+    ];
+    for (args, mention) in cases {
+        let out = Spawn::new().args(args.iter().copied()).run_to_exit();
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        let line = out.stderr.trim();
+        assert_eq!(line.lines().count(), 1, "{args:?}: one line: {line:?}");
+        assert!(line.contains(mention), "{args:?}: {line}");
+    }
+}
+
+#[cfg(not(feature = "dynamic"))]
+#[test]
+fn plugin_without_the_dynamic_feature_names_the_feature() {
+    let out = Spawn::new().args(["--plugin", "/tmp/libx.so"]).run_to_exit();
+    assert_eq!(out.code(), Some(2));
+    assert!(out.stderr.contains("--features dynamic"), "{}", out.stderr);
+    assert_eq!(out.stderr.trim().lines().count(), 1);
+}
+
+#[test]
+fn help_documents_every_flag_with_its_environment_variable() {
+    let out = Spawn::new().arg("--help").run_to_exit();
+    assert_eq!(out.code(), Some(0));
+    for (flag, env) in [
+        ("--host", "FIB_HOST"),
+        ("--port", "FIB_PORT"),
+        ("--cache", "FIB_CACHE"),
+        ("--cache-ttl", "FIB_CACHE_TTL"),
+        ("--cache-capacity", "FIB_CACHE_CAPACITY"),
+        ("--cache-prefix", "FIB_CACHE_PREFIX"),
+        ("--max-n", "FIB_MAX_N"),
+        ("--max-computes", "FIB_MAX_COMPUTES"),
+        ("--compute-timeout", "FIB_COMPUTE_TIMEOUT"),
+        ("--header-timeout", "FIB_HEADER_TIMEOUT"),
+        ("--shutdown-grace", "FIB_SHUTDOWN_GRACE"),
+        ("--log-level", "FIB_LOG"),
+        ("--log-format", "FIB_LOG_FORMAT"),
+        ("--plugin", "FIB_CACHE_PLUGIN"),
+    ] {
+        assert!(out.stdout.contains(flag), "{flag} missing from --help");
+        assert!(out.stdout.contains(&format!("env: {env}")), "{env} missing from --help");
+    }
+    assert!(out.stdout.contains("--list-backends"));
+}
