@@ -445,6 +445,46 @@ fibcache_core::register_backend! {
 mod tests {
     use super::*;
 
+    /// A cache aimed at a port nothing listens on, with its connection manager already
+    /// installed (it connects lazily, so nothing is attempted yet).
+    fn unreachable_cache() -> Inner {
+        let config = Config::default()
+            .with_var("REDIS_URL", "redis://127.0.0.1:1")
+            .with_var("REDIS_TIMEOUT_MS", "");
+        let config = RedisConfig::from_config(&config).unwrap();
+        let inner = Inner {
+            client: Client::open(config.connection_info().clone()).unwrap(),
+            config,
+            manager: OnceLock::new(),
+            fail_fast_until: AtomicU64::new(0),
+            epoch: Instant::now(),
+            healthy: AtomicBool::new(true),
+        };
+        inner.install_manager().unwrap();
+        inner
+    }
+
+    fn message(err: Error) -> String {
+        let source = std::error::Error::source(&err).expect("a backend error has a source");
+        source.to_string()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_failure_operations_fail_without_asking_redis_for_the_cooldown() {
+        let inner = unreachable_cache();
+        let ping = redis::cmd("PING");
+        let first = message(inner.query::<()>(&ping).await.unwrap_err());
+        assert!(!first.contains("not asking it again"), "{first}");
+
+        tokio::time::advance(COOLDOWN / 2).await;
+        let during = message(inner.query::<()>(&ping).await.unwrap_err());
+        assert!(during.contains("not asking it again"), "{during}");
+
+        tokio::time::advance(COOLDOWN).await;
+        let after = message(inner.query::<()>(&ping).await.unwrap_err());
+        assert!(!after.contains("not asking it again"), "{after}");
+    }
+
     #[test]
     fn ttls_round_up_to_whole_milliseconds() {
         assert_eq!(ttl_millis(Duration::ZERO), 1);
