@@ -165,6 +165,12 @@ impl Registration {
         self.summary
     }
 
+    /// The crate (`CARGO_PKG_NAME`) whose `register_backend!` line made this registration; a
+    /// plugin exports only the registrations of the crate that invokes `export_plugin!`.
+    pub fn krate(&self) -> &'static str {
+        self.krate
+    }
+
     /// The factory.
     pub fn factory(&self) -> FactoryFn {
         self.factory
@@ -391,9 +397,7 @@ fn ordered(a: String, b: String) -> (String, String) {
 macro_rules! register_backend {
     (name: $name:expr, summary: $summary:expr, factory: $factory:path $(,)?) => {
         const _: () = {
-            fn __fibcache_factory(
-                config: &$crate::Config,
-            ) -> $crate::registry::FactoryFuture<'_> {
+            fn __fibcache_factory(config: &$crate::Config) -> $crate::registry::FactoryFuture<'_> {
                 ::std::boxed::Box::pin(async move {
                     let cache = $factory(config).await?;
                     let cache: ::std::sync::Arc<dyn $crate::Cache> = ::std::sync::Arc::new(cache);

@@ -1,0 +1,38 @@
+//! Test fixture: a plugin backend `panicky` whose `get` panics, so that the tests can show the
+//! panic becomes a cache error and the request is still answered. `set` works.
+//!
+//! Built and loaded by `tests/plugin.rs`; by hand:
+//! ```text
+//! cargo build --features dynamic --example fixture_panicking_plugin
+//! cargo run --features dynamic -- \
+//!     --plugin target/debug/examples/libfixture_panicking_plugin.so --cache panicky
+//! ```
+
+use std::time::Duration;
+
+use fibcache_core::{async_trait, export_plugin, register_backend, Cache, Config, Result};
+
+struct Panicky;
+
+#[async_trait]
+impl Cache for Panicky {
+    async fn get(&self, key: &str) -> Result<String> {
+        panic!("panicky fixture: get({key}) always panics");
+    }
+
+    async fn set(&self, _key: &str, _value: &str, _ttl: Duration) -> Result<()> {
+        Ok(())
+    }
+}
+
+async fn create(_config: &Config) -> Result<Panicky> {
+    Ok(Panicky)
+}
+
+register_backend! {
+    name: "panicky",
+    summary: "test fixture whose get panics",
+    factory: create,
+}
+
+export_plugin!();

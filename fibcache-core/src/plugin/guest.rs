@@ -1,0 +1,332 @@
+//! The plugin side of the boundary: the `extern "C"` functions that
+//! [`export_plugin!`](crate::export_plugin) puts behind the handshake.
+//!
+//! Each plugin carries its own copy of this module. It owns a small tokio runtime, created the
+//! first time an operation needs one, because the plugin's tokio is not the host's: a future
+//! of the plugin can only be driven by a runtime of the plugin's own copy.
+//!
+//! An operation is polled once, inline, on the caller's thread inside that runtime's context;
+//! only if it is not finished then is it spawned onto the runtime. A synchronous backend
+//! therefore answers before the call returns, with no thread hop, and an asynchronous one
+//! (Redis) goes on in the plugin while the host's worker is free.
+
+use std::any::Any;
+use std::ffi::c_void;
+use std::future::Future;
+use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Waker};
+
+use tokio::runtime::Runtime;
+
+use super::{
+    log, BackendInfo, Done, FfiConfig, FfiDuration, HostApi, Instance, PluginApi, RStr, Status,
+};
+use crate::registry::Registration;
+use crate::{Cache, Error};
+
+/// The signature of the `init` that `export_plugin!` writes in the plugin crate.
+pub type InitFn = unsafe extern "C" fn(host: *const HostApi, ctx: *mut c_void, done: Done);
+
+/// The function table of a plugin whose `init` is `init`.
+pub const fn api(init: InitFn) -> PluginApi {
+    PluginApi {
+        init,
+        backend_count,
+        backend_info,
+        create,
+        get,
+        set,
+        release,
+    }
+}
+
+/// The backends this library exports, sorted by name; fixed by the first `init`.
+static EXPORTED: OnceLock<Vec<&'static Registration>> = OnceLock::new();
+
+fn exported() -> &'static [&'static Registration] {
+    EXPORTED.get().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// `init` for the plugin crate `krate`: picks the registrations of that crate, installs the
+/// log forwarding and the panic hook, and answers through `done`.
+///
+/// # Safety
+/// `host` must be valid for the call; `done` must be callable with `ctx`; the
+/// [`HostApi::log_ctx`] must stay valid for as long as the process runs.
+pub unsafe fn init(krate: &'static str, host: *const HostApi, ctx: *mut c_void, done: Done) {
+    guarded(Reply { ctx, done }, |slot| {
+        EXPORTED.get_or_init(|| {
+            let mut mine: Vec<_> = Registration::all()
+                .filter(|reg| reg.krate() == krate)
+                .collect();
+            mine.sort_by_key(|reg| reg.name());
+            mine
+        });
+        // SAFETY: the caller guarantees `host` for the duration of this call, and the log
+        // context for longer.
+        unsafe { log::install(&*host) };
+        install_panic_hook();
+        take(slot).send(Status::OK, "", std::ptr::null());
+    });
+}
+
+/// Routes the plugin's panic messages (its own `std`'s hook) to the host's log instead of
+/// writing them to stderr behind the host's back; the panic itself still becomes an error.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            tracing::error!(target: "fibcache::plugin::panic", "{info}");
+        }));
+    });
+}
+
+unsafe extern "C" fn backend_count() -> usize {
+    catch_unwind(|| exported().len()).unwrap_or(0)
+}
+
+unsafe extern "C" fn backend_info(index: usize, out: *mut BackendInfo) -> Status {
+    catch_unwind(AssertUnwindSafe(|| match exported().get(index) {
+        Some(reg) => {
+            let info = BackendInfo {
+                name: RStr::new(reg.name()),
+                summary: RStr::new(reg.summary()),
+            };
+            // SAFETY: the host passes a pointer to a writable `BackendInfo`.
+            unsafe { out.write(info) };
+            Status::OK
+        }
+        None => Status::FAILED,
+    }))
+    .unwrap_or(Status::PANICKED)
+}
+
+unsafe extern "C" fn create(index: usize, config: *const FfiConfig, ctx: *mut c_void, done: Done) {
+    guarded(Reply { ctx, done }, |slot| {
+        let Some(reg) = exported().get(index) else {
+            let message = format!("the plugin has no backend #{index}");
+            return take(slot).send(Status::FAILED, &message, std::ptr::null());
+        };
+        // SAFETY: the host passes a config valid for the duration of this call; it is
+        // copied here, before anything is deferred.
+        let config = unsafe { (*config).to_config() };
+        let factory = reg.factory();
+        let runtime = runtime();
+        let reply = take(slot);
+        drive(runtime, async move {
+            match CatchUnwind(factory(&config)).await {
+                Ok(Ok(cache)) => {
+                    let instance = Box::into_raw(Box::new(cache)).cast::<Instance>();
+                    reply.send(Status::OK, "", instance);
+                }
+                Ok(Err(err)) => reply.fail(&err),
+                Err(panic) => reply.panicked(&*panic),
+            }
+        });
+    });
+}
+
+unsafe extern "C" fn get(instance: *const Instance, key: RStr, ctx: *mut c_void, done: Done) {
+    guarded(Reply { ctx, done }, |slot| {
+        // SAFETY: the host passes an instance it has not released, and a key valid for the
+        // call; both are copied (an `Arc` clone, a `String`) before anything is deferred.
+        let (cache, key) = unsafe { (cache_of(instance).clone(), key.to_str()) };
+        let Some(key) = key.map(str::to_owned) else {
+            return take(slot).send(Status::FAILED, "key is not UTF-8", std::ptr::null());
+        };
+        let runtime = runtime();
+        let reply = take(slot);
+        drive(runtime, async move {
+            match CatchUnwind(cache.get(&key)).await {
+                Ok(Ok(value)) => reply.send(Status::OK, &value, std::ptr::null()),
+                Ok(Err(err)) => reply.fail(&err),
+                Err(panic) => reply.panicked(&*panic),
+            }
+        });
+    });
+}
+
+unsafe extern "C" fn set(
+    instance: *const Instance,
+    key: RStr,
+    value: RStr,
+    ttl: FfiDuration,
+    ctx: *mut c_void,
+    done: Done,
+) {
+    guarded(Reply { ctx, done }, |slot| {
+        // SAFETY: as in `get`; the strings are copied before anything is deferred.
+        let (cache, key, value) =
+            unsafe { (cache_of(instance).clone(), key.to_str(), value.to_str()) };
+        let (Some(key), Some(value)) = (key.map(str::to_owned), value.map(str::to_owned)) else {
+            let message = "key or value is not UTF-8";
+            return take(slot).send(Status::FAILED, message, std::ptr::null());
+        };
+        let runtime = runtime();
+        let reply = take(slot);
+        drive(runtime, async move {
+            match CatchUnwind(cache.set(&key, &value, ttl.into())).await {
+                Ok(Ok(())) => reply.send(Status::OK, "", std::ptr::null()),
+                Ok(Err(err)) => reply.fail(&err),
+                Err(panic) => reply.panicked(&*panic),
+            }
+        });
+    });
+}
+
+unsafe extern "C" fn release(instance: *const Instance) {
+    if instance.is_null() {
+        return;
+    }
+    // A panic in a backend's `Drop` is swallowed: there is nobody left to tell.
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // Dropping a client may need the runtime it was made in (a connection's task).
+        let _context = runtime().enter();
+        // SAFETY: `instance` came from `Box::into_raw` in `create`, and the host releases
+        // each instance once, after its last call.
+        drop(unsafe { Box::from_raw(instance.cast::<Arc<dyn Cache>>().cast_mut()) });
+    }));
+}
+
+/// The cache behind an instance pointer.
+///
+/// # Safety
+/// `instance` must come from `create` and not be released.
+unsafe fn cache_of<'a>(instance: *const Instance) -> &'a Arc<dyn Cache> {
+    // SAFETY: see the function's contract.
+    unsafe { &*instance.cast::<Arc<dyn Cache>>() }
+}
+
+/// The plugin's runtime: two workers, enough for the I/O of a cache client; the computation
+/// happens in the host.
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("fibcache-plugin")
+            .enable_all()
+            .build()
+            .unwrap_or_else(|err| panic!("cannot start the plugin's tokio runtime: {err}"))
+    })
+}
+
+/// Polls `task` once on this thread inside `runtime`'s context, and spawns it there only if
+/// it is not finished.
+///
+/// The first poll uses a no-op waker: if the task is pending, the spawned task polls it again
+/// at once with a real waker, so a wake-up that happened in between is not lost.
+fn drive(runtime: &'static Runtime, task: impl Future<Output = ()> + Send + 'static) {
+    let _context = runtime.enter();
+    let mut task = Box::pin(task);
+    let mut cx = Context::from_waker(Waker::noop());
+    if task.as_mut().poll(&mut cx).is_pending() {
+        drop(runtime.spawn(task));
+    }
+}
+
+/// The host's completion callback for one operation; answers exactly once.
+///
+/// Sending consumes it; dropping it unsent (the task was dropped, or a panic unwound through
+/// it) answers with a failure instead, so the host never waits forever.
+struct Reply {
+    ctx: *mut c_void,
+    done: Done,
+}
+
+// SAFETY: the protocol lets the plugin call `done` with `ctx` from any thread.
+unsafe impl Send for Reply {}
+
+impl Reply {
+    fn send(self, status: Status, text: &str, instance: *const Instance) {
+        let this = ManuallyDrop::new(self);
+        // SAFETY: `done` and `ctx` are the host's, called once (the `Drop` is skipped), with a
+        // text borrowed for the duration of the call.
+        unsafe { (this.done)(this.ctx, status, RStr::new(text), instance) }
+    }
+
+    fn fail(self, err: &Error) {
+        let (status, text) = match err {
+            Error::NotFound => (Status::NOT_FOUND, String::new()),
+            Error::Expired => (Status::EXPIRED, String::new()),
+            Error::Config { message, .. } => (Status::CONFIG, message.clone()),
+            other => (Status::FAILED, chain(other)),
+        };
+        self.send(status, &text, std::ptr::null());
+    }
+
+    fn panicked(self, payload: &(dyn Any + Send)) {
+        self.send(Status::PANICKED, &panic_message(payload), std::ptr::null());
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        let (status, text) = if std::thread::panicking() {
+            (Status::PANICKED, "the plugin panicked")
+        } else {
+            (
+                Status::FAILED,
+                "the plugin dropped the operation before it finished",
+            )
+        };
+        // SAFETY: as in `send`; reached only when `send` was not.
+        unsafe { (self.done)(self.ctx, status, RStr::new(text), std::ptr::null()) }
+    }
+}
+
+/// Runs `body` with the reply in a slot, answering [`Status::PANICKED`] with the message if it
+/// panics before taking the reply out.
+fn guarded(reply: Reply, body: impl FnOnce(&mut Option<Reply>)) {
+    let mut slot = Some(reply);
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| body(&mut slot))) {
+        if let Some(reply) = slot.take() {
+            reply.panicked(&*panic);
+        }
+    }
+}
+
+fn take(slot: &mut Option<Reply>) -> Reply {
+    slot.take().expect("the reply is taken once")
+}
+
+/// A future that turns a panic while polling `F` into an `Err` with the panic's payload.
+struct CatchUnwind<F>(F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}
+
+/// `err` and its sources, joined with `": "`, as `anyhow`'s `{:#}` does.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,585 @@
+//! Plugins (feature `dynamic`): the example plugins and the bad-input fixtures are built by
+//! this test run, then loaded into the real `fibcache` binary and into this process.
+//!
+//! Run with `cargo test --features dynamic,redis --test plugin` (without `redis`, the
+//! `rediscache` tests are left out, because that plugin needs the Redis client).
+#![cfg(feature = "dynamic")]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, Once, OnceLock};
+use std::time::{Duration, Instant};
+
+use fibcache_core::{Config, Error, Origin, Registry};
+use fibcache_server::dynamic::{load_plugins, PluginError};
+use support::{get, json, Spawn};
+
+/// Every plugin example this build can make.
+const EXAMPLES: &[&str] = &[
+    "memcache_plugin",
+    #[cfg(feature = "redis")]
+    "rediscache_plugin",
+    "fixture_wrong_abi",
+    "fixture_panicking_plugin",
+    "fixture_failing_factory",
+    "fixture_duplicate_name",
+];
+
+/// The path of the shared library of the example `name`, built (once per test run, with this
+/// test's features and profile, into the same target directory) on first use.
+fn plugin(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(build_examples);
+    let file = format!(
+        "{}{name}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    let path = dir.join(file);
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+fn build_examples() -> PathBuf {
+    // This test runs as <target>/<profile>/deps/plugin-<hash>.
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let target_dir = profile_dir.parent().expect("target dir");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let mut features = vec!["dynamic"];
+    if cfg!(feature = "memory") {
+        features.push("memory");
+    }
+    if cfg!(feature = "redis") {
+        features.push("redis");
+    }
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("build")
+        .arg("--target-dir")
+        .arg(target_dir)
+        .args(["--profile", profile, "--no-default-features", "--features"])
+        .arg(features.join(","));
+    for name in EXAMPLES {
+        cmd.args(["--example", name]);
+    }
+    let out = cmd
+        .output()
+        .expect("run cargo build for the plugin examples");
+    assert!(
+        out.status.success(),
+        "building the plugin examples failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    profile_dir.join("examples")
+}
+
+/// A registry of this test binary's built-in backends plus the libraries `names`.
+fn registry_with(names: &[&str]) -> Registry {
+    capture_plugin_logs();
+    let mut registry = Registry::new().unwrap();
+    let paths: Vec<PathBuf> = names.iter().map(|n| plugin(n)).collect();
+    load_plugins(&paths, &mut registry).unwrap_or_else(|e| panic!("loading {names:?}: {e}"));
+    registry
+}
+
+/// A `Config` that fails fast enough for tests (the conformance suite runs real time).
+fn config() -> Config {
+    let mut config = Config::default();
+    config.op_timeout = Duration::from_secs(2);
+    config
+}
+
+// ---------------------------------------------------------------------------------------------
+// In process: `load_plugins` and the `Cache` wrapper.
+
+#[tokio::test]
+async fn memcache_passes_the_cache_conformance_suite() {
+    let registry = registry_with(&["memcache_plugin"]);
+    let cache = registry.create("memcache", &config()).await.unwrap();
+    support::conformance::run(cache, "conformance:memcache:").await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediscache_passes_the_cache_conformance_suite() {
+    let redis = support::redis_server::RedisServer::start();
+    let registry = registry_with(&["rediscache_plugin"]);
+    let config = config().with_var("REDIS_URL", redis.url());
+    let cache = registry.create("rediscache", &config).await.unwrap();
+    support::conformance::run(cache, "conformance:rediscache:").await;
+}
+
+#[tokio::test]
+async fn plugin_backends_join_the_registry_marked_with_their_library() {
+    let registry = registry_with(&["memcache_plugin", "fixture_panicking_plugin"]);
+    let memcache = registry.get("memcache").unwrap();
+    assert_eq!(
+        memcache.origin(),
+        &Origin::Plugin {
+            path: plugin("memcache_plugin").display().to_string()
+        }
+    );
+    assert_eq!(
+        memcache.summary(),
+        "in-memory LRU with a TTL per entry, loaded from a plugin"
+    );
+    assert!(registry.contains("panicky"));
+    // The built-in ones are still there, and the plugins' own copies of them (the `nop` that
+    // every plugin links) were not exported again.
+    assert!(matches!(
+        registry.get("nop").unwrap().origin(),
+        Origin::Static { .. }
+    ));
+    let from_plugins: Vec<&str> = registry
+        .iter()
+        .filter(|b| matches!(b.origin(), Origin::Plugin { .. }))
+        .map(|b| b.name())
+        .collect();
+    assert_eq!(from_plugins, ["memcache", "panicky"]);
+}
+
+#[tokio::test]
+async fn a_panic_in_get_is_a_backend_error_and_the_instance_keeps_working() {
+    let registry = registry_with(&["fixture_panicking_plugin"]);
+    let cache = registry.create("panicky", &config()).await.unwrap();
+    for _ in 0..3 {
+        let err = cache.get("fib:20").await.unwrap_err();
+        let Error::Backend { backend, source } = &err else {
+            panic!("expected a backend error, got {err:?}");
+        };
+        assert_eq!(backend, "panicky");
+        let text = source.to_string();
+        assert!(text.contains("panicked"), "{text}");
+        assert!(text.contains("get(fib:20) always panics"), "{text}");
+        // The same instance still answers what does not panic.
+        cache
+            .set("fib:20", "6765", Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_failing_factory_is_a_config_error_carrying_the_plugins_message() {
+    let registry = registry_with(&["fixture_failing_factory"]);
+    let err = registry.create("failing", &config()).await.err().unwrap();
+    match err {
+        Error::Config { backend, message } => {
+            assert_eq!(backend, "failing");
+            assert_eq!(
+                message,
+                "FAILING_FIXTURE_SETTING is not set; this fixture never starts"
+            );
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn plugin_log_events_reach_the_host_subscriber() {
+    let registry = registry_with(&["memcache_plugin"]);
+    let cache = registry.create("memcache", &config()).await.unwrap();
+    let key = format!("logged-key-{}", std::process::id());
+    cache.set(&key, "1", Duration::from_secs(5)).await.unwrap();
+    let path = plugin("memcache_plugin").display().to_string();
+    let events = captured();
+    let set = events
+        .iter()
+        .find(|e| e.contains(&format!("key={key}")) && e.contains("memcache set"))
+        .unwrap_or_else(|| panic!("no `memcache set` event for {key} in {events:#?}"));
+    assert!(set.starts_with("DEBUG fibcache::plugin:"), "{set}");
+    assert!(set.contains(&format!("plugin={path}")), "{set}");
+    assert!(set.contains("plugin_target=memcache_plugin"), "{set}");
+}
+
+#[test]
+fn loading_a_library_twice_is_refused_as_a_name_clash() {
+    let mut registry = registry_with(&["memcache_plugin"]);
+    let path = plugin("memcache_plugin");
+    let err = load_plugins(std::slice::from_ref(&path), &mut registry).unwrap_err();
+    assert!(matches!(err, PluginError::NameTaken { .. }), "{err:?}");
+    let shown = path.display();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "plugin `{shown}` registers backend `memcache`, which is already taken by \
+             plugin:{shown}; rename the plugin's backend or drop one of the two"
+        )
+    );
+}
+
+#[test]
+fn bad_libraries_are_refused_in_process_with_the_reason() {
+    for case in bad_inputs() {
+        let mut registry = Registry::new().unwrap();
+        let before = registry.names().len();
+        let err = load_plugins(std::slice::from_ref(&case.path), &mut registry).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(case.expect),
+            "{}: {text:?} should contain {:?}",
+            case.what,
+            case.expect
+        );
+        assert!(
+            text.contains(&case.path.display().to_string()),
+            "{}: {text:?} names the path",
+            case.what
+        );
+        assert!(!text.contains('\n'), "{}: one line: {text:?}", case.what);
+        assert_eq!(
+            registry.names().len(),
+            before,
+            "{}: nothing added",
+            case.what
+        );
+    }
+}
+
+#[test]
+fn a_wrong_abi_names_both_sides_versions() {
+    let path = plugin("fixture_wrong_abi");
+    let err = load_plugins(&[path], &mut Registry::new().unwrap()).unwrap_err();
+    let PluginError::Incompatible {
+        plugin_abi,
+        host_abi,
+        plugin_core,
+        host_core,
+        ..
+    } = &err
+    else {
+        panic!("expected Incompatible, got {err:?}");
+    };
+    assert_eq!(*plugin_abi, 999);
+    assert_eq!(*host_abi, fibcache_core::plugin::ABI_VERSION);
+    assert_eq!(plugin_core, fibcache_core::VERSION);
+    assert_eq!(host_core, fibcache_core::VERSION);
+    let text = err.to_string();
+    assert!(text.contains("plugin ABI 999"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "speaks ABI {}",
+            fibcache_core::plugin::ABI_VERSION
+        )),
+        "{text}"
+    );
+}
+
+/// One library that must be refused, and a piece of the message that says why.
+struct BadInput {
+    what: &'static str,
+    path: PathBuf,
+    expect: &'static str,
+}
+
+fn bad_inputs() -> Vec<BadInput> {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let text_file = tmp.join("not-a-library.so");
+    std::fs::write(&text_file, "this is text, not a shared library\n").unwrap();
+    let mut cases = vec![
+        BadInput {
+            what: "missing file",
+            path: tmp.join("no-such-plugin.so"),
+            expect: "does not exist",
+        },
+        BadInput {
+            what: "text file",
+            path: text_file,
+            expect: "is not a loadable shared library",
+        },
+        BadInput {
+            what: "wrong ABI",
+            path: plugin("fixture_wrong_abi"),
+            expect: "was built for plugin ABI 999",
+        },
+    ];
+    if let Some(libc) = system_libc() {
+        cases.push(BadInput {
+            what: "system libc",
+            path: libc,
+            expect: "is a shared library but not a fibcache plugin",
+        });
+    }
+    cases
+}
+
+/// The C library of this system, a shared library that is certainly not a fibcache plugin.
+fn system_libc() -> Option<PathBuf> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let found = [
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        "/lib/aarch64-linux-gnu/libc.so.6",
+        "/usr/lib/aarch64-linux-gnu/libc.so.6",
+        "/lib64/libc.so.6",
+        "/usr/lib64/libc.so.6",
+        "/usr/lib/libc.so.6",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file());
+    Some(found.expect("no libc.so.6 found in the usual places on this Linux system"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real binary.
+
+#[tokio::test]
+async fn memcache_plugin_serves_miss_then_hit() {
+    let lib = plugin("memcache_plugin");
+    let server = Spawn::new()
+        .arg("--plugin")
+        .arg(lib.display().to_string())
+        .env("FIB_CACHE", "memcache")
+        .start();
+    let health = get(server.addr, "/healthz").await;
+    assert_eq!(json(&health)["backend"], "memcache");
+    miss_then_hit(&server).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn rediscache_plugin_serves_miss_then_hit_from_a_real_redis() {
+    let redis = support::redis_server::RedisServer::start();
+    let lib = plugin("rediscache_plugin");
+    let server = Spawn::new()
+        .arg("--plugin")
+        .arg(lib.display().to_string())
+        .env("FIB_CACHE", "rediscache")
+        .env("REDIS_URL", redis.url())
+        .start();
+    miss_then_hit(&server).await;
+    // The value is in Redis, under the server's key.
+    assert_eq!(redis.command(&["GET", "fib:20"]), "6765");
+}
+
+/// `GET /fib/20` twice: computed, then answered from the cache.
+async fn miss_then_hit(server: &support::Server) {
+    let first = get(server.addr, "/fib/20").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(json(&first)["result"], 6765);
+    assert_eq!(first.header("x-cache"), Some("miss"));
+    let second = get(server.addr, "/fib/20").await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(json(&second)["result"], 6765);
+    assert_eq!(
+        second.header("x-cache"),
+        Some("hit"),
+        "log:\n{}",
+        server.log()
+    );
+}
+
+#[test]
+fn list_backends_shows_plugin_backends_with_their_origin() {
+    let lib = plugin("memcache_plugin");
+    let exit = Spawn::new()
+        .arg("--plugin")
+        .arg(lib.display().to_string())
+        .arg("--list-backends")
+        .run_to_exit();
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+    let line = exit
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("memcache "))
+        .unwrap_or_else(|| panic!("no memcache line in:\n{}", exit.stdout));
+    assert!(
+        line.contains(&format!("plugin:{}", lib.display())),
+        "{line}"
+    );
+    assert!(line.contains("loaded from a plugin"), "{line}");
+    assert!(
+        exit.stdout.lines().any(|l| l.starts_with("nop ")),
+        "{}",
+        exit.stdout
+    );
+}
+
+#[test]
+fn fib_cache_plugin_takes_a_colon_separated_list() {
+    let (memcache, panicky) = (
+        plugin("memcache_plugin"),
+        plugin("fixture_panicking_plugin"),
+    );
+    let exit = Spawn::new()
+        .env(
+            "FIB_CACHE_PLUGIN",
+            format!("{}:{}", memcache.display(), panicky.display()),
+        )
+        .arg("--list-backends")
+        .run_to_exit();
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+    for (name, lib) in [("memcache", &memcache), ("panicky", &panicky)] {
+        let line = exit
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} line in:\n{}", exit.stdout));
+        assert!(
+            line.contains(&format!("plugin:{}", lib.display())),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn bad_plugins_stop_start_up_with_one_line_and_status_2() {
+    let mut cases: Vec<(BadInput, Option<&str>)> =
+        bad_inputs().into_iter().map(|c| (c, None)).collect();
+    cases.push((
+        BadInput {
+            what: "factory fails",
+            path: plugin("fixture_failing_factory"),
+            expect: "backend `failing` is misconfigured: FAILING_FIXTURE_SETTING is not set",
+        },
+        Some("failing"),
+    ));
+    if cfg!(feature = "memory") {
+        cases.push((
+            BadInput {
+                what: "name taken",
+                path: plugin("fixture_duplicate_name"),
+                expect: "registers backend `memory`, which is already taken by \
+                         static:fibcache-backends",
+            },
+            None,
+        ));
+    }
+    for (case, backend) in cases {
+        let mut spawn = Spawn::new()
+            .arg("--plugin")
+            .arg(case.path.display().to_string());
+        if let Some(name) = backend {
+            spawn = spawn.env("FIB_CACHE", name);
+        }
+        let exit = spawn.run_to_exit();
+        assert_eq!(exit.code(), Some(2), "{}: {exit:?}", case.what);
+        let errors: Vec<&str> = exit
+            .stderr
+            .lines()
+            .filter(|l| l.contains("error"))
+            .collect();
+        assert_eq!(
+            errors.len(),
+            1,
+            "{}: one error line in {:?}",
+            case.what,
+            exit.stderr
+        );
+        assert!(
+            errors[0].starts_with("fibcache: error: ") && errors[0].contains(case.expect),
+            "{}: {:?} should contain {:?}",
+            case.what,
+            errors[0],
+            case.expect
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_plugin_still_gets_correct_answers_and_the_server_keeps_running() {
+    let lib = plugin("fixture_panicking_plugin");
+    let server = Spawn::new()
+        .arg("--plugin")
+        .arg(lib.display().to_string())
+        .env("FIB_CACHE", "panicky")
+        .start();
+    for _ in 0..3 {
+        let resp = get(server.addr, "/fib/20").await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        assert_eq!(json(&resp)["result"], 6765);
+        assert_eq!(resp.header("x-cache"), Some("miss"));
+    }
+    let health = get(server.addr, "/healthz").await;
+    assert_eq!(health.status, 200);
+    assert!(server.metric("fibcache_cache_errors_total").await >= 3.0);
+    // The panic reached the server's log through the plugin's log forwarding.
+    wait_for_log(&server, "get(fib:20) always panics");
+}
+
+fn wait_for_log(server: &support::Server, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log().contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} never appeared in the log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A subscriber for this process that keeps what plugins log.
+
+static EVENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn captured() -> Vec<String> {
+    EVENTS.lock().unwrap().clone()
+}
+
+/// Installs, once, a global subscriber at DEBUG that keeps the events re-emitted from plugins
+/// (target `fibcache::plugin`) as `LEVEL target: message field=value...`. Must run before a
+/// plugin is loaded: the plugin learns the host's level at load.
+fn capture_plugin_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        tracing::subscriber::set_global_default(Capture).expect("no other subscriber");
+    });
+}
+
+struct Capture;
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::DEBUG
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::DEBUG)
+    }
+
+    fn new_span(&self, _span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _span: &tracing::span::Id, _values: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _span: &tracing::span::Id, _follows: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let metadata = event.metadata();
+        if metadata.target() != "fibcache::plugin" {
+            return;
+        }
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0.push_str(&format!(" {value:?}"));
+                } else {
+                    self.0.push_str(&format!(" {}={value:?}", field.name()));
+                }
+            }
+        }
+        let mut fields = Fields(format!("{} {}:", metadata.level(), metadata.target()));
+        event.record(&mut fields);
+        EVENTS.lock().unwrap().push(fields.0.replace('"', ""));
+    }
+
+    fn enter(&self, _span: &tracing::span::Id) {}
+
+    fn exit(&self, _span: &tracing::span::Id) {}
+}
