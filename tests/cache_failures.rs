@@ -109,7 +109,15 @@ impl InProcess {
 #[tokio::test(flavor = "multi_thread")]
 async fn garbage_in_the_cache_gives_the_right_number_and_is_overwritten() {
     let cache = Arc::new(Rigged::default());
-    for garbage in ["garbage", "", "-55", "55.0", " 55", "99999999999999999999", "0x37"] {
+    for garbage in [
+        "garbage",
+        "",
+        "-55",
+        "55.0",
+        " 55",
+        "99999999999999999999",
+        "0x37",
+    ] {
         cache
             .values
             .lock()
@@ -120,10 +128,21 @@ async fn garbage_in_the_cache_gives_the_right_number_and_is_overwritten() {
         assert_eq!(resp.status, 200, "garbage {garbage:?}");
         assert_eq!(json(&resp)["result"], 55, "garbage {garbage:?}");
         assert_eq!(resp.header("x-cache"), Some("miss"));
-        assert_eq!(server.errors(), 1, "garbage {garbage:?} is counted as a cache error");
+        assert_eq!(
+            server.errors(),
+            1,
+            "garbage {garbage:?} is counted as a cache error"
+        );
         // The write happens right after the answer; wait for it (bounded).
         for _ in 0..200 {
-            if cache.values.lock().unwrap().get("fib:10").map(String::as_str) == Some("55") {
+            if cache
+                .values
+                .lock()
+                .unwrap()
+                .get("fib:10")
+                .map(String::as_str)
+                == Some("55")
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -156,14 +175,20 @@ async fn a_failing_cache_costs_a_computation_not_an_error() {
     assert_eq!(server.errors(), 6);
     // Back to health: the next computation's write lands and then hits.
     *cache.mode.lock().unwrap() = Mode::Honest;
-    assert_eq!(get(server.addr, "/fib/20").await.header("x-cache"), Some("miss"));
+    assert_eq!(
+        get(server.addr, "/fib/20").await.header("x-cache"),
+        Some("miss")
+    );
     for _ in 0..200 {
         if cache.values.lock().unwrap().contains_key("fib:20") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(get(server.addr, "/fib/20").await.header("x-cache"), Some("hit"));
+    assert_eq!(
+        get(server.addr, "/fib/20").await.header("x-cache"),
+        Some("hit")
+    );
     server.stop().await;
 }
 

@@ -33,7 +33,11 @@ register_backend! {
 fn a_duplicate_name_is_an_error_naming_both_origins() {
     let err = Registry::new().unwrap_err();
     match &err {
-        Error::DuplicateBackend { name, first, second } => {
+        Error::DuplicateBackend {
+            name,
+            first,
+            second,
+        } => {
             assert_eq!(name, "nop");
             let mut origins = [first.as_str(), second.as_str()];
             origins.sort_unstable();

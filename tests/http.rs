@@ -37,13 +37,19 @@ async fn max_n_bounds_what_is_accepted() {
     assert_eq!(get(server.addr, "/fib/20").await.status, 200);
     let resp = get(server.addr, "/fib/21").await;
     assert_eq!(resp.status, 422);
-    assert!(json(&resp)["error"].as_str().unwrap().contains("between 0 and 20"));
+    assert!(json(&resp)["error"]
+        .as_str()
+        .unwrap()
+        .contains("between 0 and 20"));
 }
 
 #[tokio::test]
 async fn spellings_of_one_number_share_one_cache_entry() {
     let server = Server::start(&[]);
-    assert_eq!(get(server.addr, "/fib/5").await.header("x-cache"), Some("miss"));
+    assert_eq!(
+        get(server.addr, "/fib/5").await.header("x-cache"),
+        Some("miss")
+    );
     for spelling in ["05", "+5", "0005", "5?ignored=query"] {
         let resp = get(server.addr, &format!("/fib/{spelling}")).await;
         assert_eq!(resp.status, 200, "{spelling}");
@@ -62,7 +68,10 @@ async fn nop_never_hits() {
         assert_eq!(json(&resp)["result"], 144);
     }
     assert_eq!(server.metric("fibcache_cache_hits_total").await, 0.0);
-    assert_eq!(server.metric("fibcache_computations_started_total").await, 3.0);
+    assert_eq!(
+        server.metric("fibcache_computations_started_total").await,
+        3.0
+    );
 }
 
 #[tokio::test]
@@ -90,7 +99,11 @@ async fn bad_input_gets_the_contract_status_and_a_json_error_and_serving_goes_on
     for &(method, path, status) in cases {
         let resp = request(server.addr, method, path).await;
         assert_eq!(resp.status, status, "{method} {path}: {}", resp.body);
-        assert_eq!(resp.header("content-type"), Some("application/json"), "{method} {path}");
+        assert_eq!(
+            resp.header("content-type"),
+            Some("application/json"),
+            "{method} {path}"
+        );
         let error = json(&resp)["error"].clone();
         assert!(
             error.as_str().is_some_and(|e| !e.is_empty()),
@@ -98,7 +111,10 @@ async fn bad_input_gets_the_contract_status_and_a_json_error_and_serving_goes_on
             resp.body
         );
         if status == 422 {
-            assert!(error.as_str().unwrap().contains("between 0 and 92"), "{path}: {error}");
+            assert!(
+                error.as_str().unwrap().contains("between 0 and 92"),
+                "{path}: {error}"
+            );
         }
         if status == 405 {
             assert_eq!(resp.header("allow"), Some("GET, HEAD"), "{method} {path}");
@@ -106,9 +122,22 @@ async fn bad_input_gets_the_contract_status_and_a_json_error_and_serving_goes_on
     }
     // Still serving, and nothing above was computed or cached.
     assert_eq!(json(&get(server.addr, "/fib/10").await)["result"], 55);
-    assert_eq!(server.metric("fibcache_computations_started_total").await, 1.0);
-    assert_eq!(server.metric(r#"fibcache_requests_total{status="400"}"#).await, 5.0);
-    assert_eq!(server.metric(r#"fibcache_requests_total{status="422"}"#).await, 4.0);
+    assert_eq!(
+        server.metric("fibcache_computations_started_total").await,
+        1.0
+    );
+    assert_eq!(
+        server
+            .metric(r#"fibcache_requests_total{status="400"}"#)
+            .await,
+        5.0
+    );
+    assert_eq!(
+        server
+            .metric(r#"fibcache_requests_total{status="422"}"#)
+            .await,
+        4.0
+    );
 }
 
 #[tokio::test]
@@ -118,7 +147,11 @@ async fn healthz_names_the_backend() {
     assert_eq!(resp.status, 200);
     let body = json(&resp);
     assert_eq!(body["status"], "ok");
-    let expected = if cfg!(feature = "memory") { "memory" } else { "nop" };
+    let expected = if cfg!(feature = "memory") {
+        "memory"
+    } else {
+        "nop"
+    };
     assert_eq!(body["backend"], expected);
 }
 
@@ -129,7 +162,10 @@ async fn metrics_expose_the_contract_series() {
     get(server.addr, "/fib/10").await;
     let resp = get(server.addr, "/metrics").await;
     assert_eq!(resp.status, 200);
-    assert!(resp.header("content-type").unwrap().starts_with("text/plain"));
+    assert!(resp
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain"));
     for series in [
         r#"fibcache_requests_total{status="200"}"#,
         "fibcache_cache_hits_total",
@@ -153,7 +189,10 @@ async fn metrics_expose_the_contract_series() {
         Some(2.0)
     );
     assert_eq!(
-        support::metric_value(&resp.body, r#"fibcache_computations_finished_total{outcome="ok"}"#),
+        support::metric_value(
+            &resp.body,
+            r#"fibcache_computations_finished_total{outcome="ok"}"#
+        ),
         Some(1.0)
     );
 }

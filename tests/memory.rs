@@ -22,7 +22,11 @@ async fn memory_passes_the_conformance_suite() {
 async fn memory_keeps_at_most_its_capacity_whatever_keys_are_asked_for() {
     let mut config = Config::default();
     config.capacity = std::num::NonZeroUsize::new(100).unwrap();
-    let cache = Registry::new().unwrap().create("memory", &config).await.unwrap();
+    let cache = Registry::new()
+        .unwrap()
+        .create("memory", &config)
+        .await
+        .unwrap();
     let ttl = std::time::Duration::from_secs(60);
     for i in 0..10_000 {
         cache.set(&format!("k{i}"), "v", ttl).await.unwrap();

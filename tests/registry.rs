@@ -48,7 +48,10 @@ fn the_binary_lists_exactly_the_promised_backends() {
     for line in out.stdout.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         assert!(fields.len() >= 3, "name, origin, summary: {line:?}");
-        assert!(fields[1].starts_with("static:"), "origin of a built-in: {line:?}");
+        assert!(
+            fields[1].starts_with("static:"),
+            "origin of a built-in: {line:?}"
+        );
     }
 }
 
@@ -59,7 +62,10 @@ fn an_unknown_backend_is_exit_2_with_the_available_ones() {
     let line = out.stderr.trim();
     assert_eq!(line.lines().count(), 1, "one line: {line:?}");
     assert!(line.contains("unknown backend `memcached`"), "{line}");
-    assert!(line.contains(&format!("available: {}", promised().join(", "))), "{line}");
+    assert!(
+        line.contains(&format!("available: {}", promised().join(", "))),
+        "{line}"
+    );
 }
 
 #[cfg(not(feature = "redis"))]
@@ -87,10 +93,21 @@ fn without_memory_the_default_is_nop() {
 async fn unknown_and_not_compiled_errors_from_the_api() {
     let mut registry = Registry::new().unwrap();
     fibcache_backends::note_optional(&mut registry);
-    let err = registry.create("nope", &Config::default()).await.err().unwrap();
-    assert!(matches!(err, Error::UnknownBackend { ref name, .. } if name == "nope"), "{err}");
+    let err = registry
+        .create("nope", &Config::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, Error::UnknownBackend { ref name, .. } if name == "nope"),
+        "{err}"
+    );
     registry.note_optional("imaginary", "imagination");
-    let err = registry.create("imaginary", &Config::default()).await.err().unwrap();
+    let err = registry
+        .create("imaginary", &Config::default())
+        .await
+        .err()
+        .unwrap();
     assert!(
         matches!(err, Error::NotCompiledIn { ref feature, .. } if feature == "imagination"),
         "{err}"
@@ -102,7 +119,10 @@ fn a_name_added_twice_is_refused_and_the_first_kept() {
     let mut registry = Registry::new().unwrap();
     let nop = registry.get("nop").unwrap().clone();
     let err = registry.add(nop).unwrap_err();
-    assert!(matches!(err, Error::DuplicateBackend { ref name, .. } if name == "nop"), "{err}");
+    assert!(
+        matches!(err, Error::DuplicateBackend { ref name, .. } if name == "nop"),
+        "{err}"
+    );
     assert_eq!(registry.names(), promised());
 }
 
@@ -129,7 +149,9 @@ fn start_up_mistakes_are_one_line_and_exit_2() {
 #[cfg(not(feature = "dynamic"))]
 #[test]
 fn plugin_without_the_dynamic_feature_names_the_feature() {
-    let out = Spawn::new().args(["--plugin", "/tmp/libx.so"]).run_to_exit();
+    let out = Spawn::new()
+        .args(["--plugin", "/tmp/libx.so"])
+        .run_to_exit();
     assert_eq!(out.code(), Some(2));
     assert!(out.stderr.contains("--features dynamic"), "{}", out.stderr);
     assert_eq!(out.stderr.trim().lines().count(), 1);
@@ -156,7 +178,10 @@ fn help_documents_every_flag_with_its_environment_variable() {
         ("--plugin", "FIB_CACHE_PLUGIN"),
     ] {
         assert!(out.stdout.contains(flag), "{flag} missing from --help");
-        assert!(out.stdout.contains(&format!("env: {env}")), "{env} missing from --help");
+        assert!(
+            out.stdout.contains(&format!("env: {env}")),
+            "{env} missing from --help"
+        );
     }
     assert!(out.stdout.contains("--list-backends"));
 }

@@ -80,9 +80,7 @@ impl Cache for MemoryCache {
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
-        let expires_at = Instant::now()
-            .checked_add(ttl)
-            .unwrap_or_else(far_future);
+        let expires_at = Instant::now().checked_add(ttl).unwrap_or_else(far_future);
         let entry = Entry {
             value: value.to_owned(),
             expires_at,

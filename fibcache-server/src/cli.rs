@@ -108,8 +108,7 @@ pub enum LogFormat {
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{e} (use e.g. 500ms, 15s, 1h)"))
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (use e.g. 500ms, 15s, 1h)"))
 }
 
 /// A start-up failure: printed as one line, exit status 2.
@@ -128,7 +127,10 @@ pub fn main() -> ExitCode {
         Ok(args) => args,
         Err(err) => {
             use clap::error::ErrorKind;
-            if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) {
                 let _ = err.print();
                 return ExitCode::SUCCESS;
             }
@@ -147,7 +149,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("fibcache: error: cannot start the async runtime: {err}");
@@ -231,8 +236,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.op_timeout = args.cache_timeout;
     let cache: Arc<dyn Cache> = registry.create(&name, &config).await.map_err(startup)?;
     let addr = resolve(&args.host, args.port)?;
-    let listener =
-        bind(addr).map_err(|e| startup(format!("cannot listen on {addr}: {e}")))?;
+    let listener = bind(addr).map_err(|e| startup(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
     let max_computes = args
         .max_computes

@@ -254,7 +254,13 @@ impl Engine {
         }
     }
 
-    fn publish(&self, n: u64, flight: &Flight, tx: &watch::Sender<Option<Outcome>>, outcome: Outcome) {
+    fn publish(
+        &self,
+        n: u64,
+        flight: &Flight,
+        tx: &watch::Sender<Option<Outcome>>,
+        outcome: Outcome,
+    ) {
         if let Some(slot) = self.lock().get_mut(&n) {
             if slot.flight.id == flight.id {
                 slot.done = true;

@@ -10,11 +10,26 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fibcache_core::{fib, Cache, Error};
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{
+    HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING,
+};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::compute::{Engine, OnValue, Outcome};
 use crate::metrics::Metrics;
+use crate::throttle::Throttle;
+
+/// A warning through `throttle`: at most one a period, the rest at debug level.
+macro_rules! throttled {
+    ($throttle:expr, $n:expr, $key:expr, $cause:expr, $msg:literal) => {
+        match $throttle.admit() {
+            Some(suppressed) => {
+                tracing::warn!(n = $n, key = %$key, cause = %$cause, suppressed, $msg)
+            }
+            None => tracing::debug!(n = $n, key = %$key, cause = %$cause, $msg),
+        }
+    };
+}
 
 /// The body type of every response.
 pub type Body = Full<Bytes>;
@@ -35,6 +50,8 @@ struct StateInner {
     engine: Engine,
     metrics: Arc<Metrics>,
     on_value: OnValue,
+    /// Keeps an outage of the backend from writing a warning per request.
+    warnings: Arc<Throttle>,
 }
 
 /// The request-path settings of the server.
@@ -74,16 +91,19 @@ impl AppState {
     /// Must be called inside a tokio runtime.
     pub fn new(cache: Arc<dyn Cache>, backend: impl Into<String>, settings: Settings) -> Self {
         let metrics = Arc::new(Metrics::new());
+        let warnings = Arc::new(Throttle::new(Duration::from_secs(1)));
         let engine = Engine::new(settings.limits, metrics.clone());
         let on_value: OnValue = {
             let cache = cache.clone();
             let metrics = metrics.clone();
+            let warnings = warnings.clone();
             let prefix = settings.prefix.clone();
             let ttl = settings.ttl;
             let timeout = settings.cache_timeout;
             Arc::new(move |n, value| {
                 let cache = cache.clone();
                 let metrics = metrics.clone();
+                let warnings = warnings.clone();
                 let key = cache_key(&prefix, n);
                 tokio::spawn(async move {
                     let value = value.to_string();
@@ -92,11 +112,13 @@ impl AppState {
                         Ok(Ok(())) => {}
                         Ok(Err(err)) => {
                             metrics.cache_errors.inc();
-                            tracing::warn!(n, key, cause = %chain(&err), "cache write failed");
+                            let cause = chain(&err);
+                            throttled!(warnings, n, key, cause, "cache write failed");
                         }
                         Err(_) => {
                             metrics.cache_errors.inc();
-                            tracing::warn!(n, key, limit = ?timeout, "cache write timed out");
+                            let cause = format!("no answer within {timeout:?}");
+                            throttled!(warnings, n, key, cause, "cache write timed out");
                         }
                     }
                 })
@@ -110,6 +132,7 @@ impl AppState {
                 engine,
                 metrics,
                 on_value,
+                warnings,
             }),
         }
     }
@@ -149,7 +172,19 @@ pub async fn handle<B>(req: Request<B>, state: AppState) -> Result<Response<Body
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path();
-    let (response, n) = route(&method, path, &state).await;
+    // No route reads a request body. One that announces a body is answered and the connection
+    // closed, so that a client cannot hold it open by never sending the body it announced.
+    let has_body = req.headers().contains_key(TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    let (mut response, n) = route(&method, path, &state).await;
+    if has_body {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     state.inner.metrics.request(status, elapsed);
@@ -175,7 +210,7 @@ async fn route(method: &Method, path: &str, state: &AppState) -> (Response<Body>
         }
         return match parse_n(param, state.inner.settings.max_n) {
             Ok(n) => (fib_response(n, state).await, Some(n)),
-            Err(resp) => (resp, None),
+            Err((status, message)) => (error(status, &message), None),
         };
     }
     match path {
@@ -189,7 +224,7 @@ async fn route(method: &Method, path: &str, state: &AppState) -> (Response<Body>
 /// Parses the `{n}` of `/fib/{n}`: an optional sign and decimal digits.
 ///
 /// Not an integer is 400; an integer outside `0..=max_n` (however many digits) is 422.
-fn parse_n(param: &str, max_n: u64) -> Result<u64, Response<Body>> {
+fn parse_n(param: &str, max_n: u64) -> Result<u64, (StatusCode, String)> {
     let (negative, digits) = match param.as_bytes().first() {
         Some(b'-') => (true, &param[1..]),
         Some(b'+') => (false, &param[1..]),
@@ -197,16 +232,16 @@ fn parse_n(param: &str, max_n: u64) -> Result<u64, Response<Body>> {
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         let shown: String = param.chars().take(32).collect();
-        return Err(error(
+        return Err((
             StatusCode::BAD_REQUEST,
-            &format!("n must be a decimal integer, got {shown:?}"),
+            format!("n must be a decimal integer, got {shown:?}"),
         ));
     }
     let significant = digits.trim_start_matches('0');
     let out_of_range = || {
-        error(
+        (
             StatusCode::UNPROCESSABLE_ENTITY,
-            &format!("n must be between 0 and {max_n}"),
+            format!("n must be between 0 and {max_n}"),
         )
     };
     if significant.is_empty() {
@@ -281,12 +316,26 @@ async fn cached(n: u64, key: &str, state: &AppState) -> Option<u64> {
         Ok(Err(err)) if err.is_miss() => None,
         Ok(Err(err)) => {
             inner.metrics.cache_errors.inc();
-            tracing::warn!(n, key, backend = %inner.backend, cause = %chain(&err), "cache read failed; computing");
+            let cause = chain(&err);
+            throttled!(
+                inner.warnings,
+                n,
+                key,
+                cause,
+                "cache read failed; computing"
+            );
             None
         }
         Err(_) => {
             inner.metrics.cache_errors.inc();
-            tracing::warn!(n, key, backend = %inner.backend, limit = ?timeout, "cache read timed out; computing");
+            let cause = format!("no answer within {timeout:?}");
+            throttled!(
+                inner.warnings,
+                n,
+                key,
+                cause,
+                "cache read timed out; computing"
+            );
             None
         }
     }
@@ -339,7 +388,10 @@ fn not_found(path: &str) -> Response<Body> {
 }
 
 fn not_allowed() -> Response<Body> {
-    let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed; use GET");
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed; use GET",
+    );
     resp.headers_mut()
         .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
     resp
@@ -362,7 +414,7 @@ mod tests {
     use super::*;
 
     fn status(param: &str) -> Result<u64, u16> {
-        parse_n(param, 92).map_err(|r| r.status().as_u16())
+        parse_n(param, 92).map_err(|(status, _)| status.as_u16())
     }
 
     #[test]
@@ -377,10 +429,17 @@ mod tests {
 
     #[test]
     fn non_integers_are_400_and_out_of_range_is_422() {
-        for bad in ["", "abc", "5a", "1.5", " 5", "5 ", "+", "-", "0x10", "1e3", "%35"] {
+        for bad in [
+            "", "abc", "5a", "1.5", " 5", "5 ", "+", "-", "0x10", "1e3", "%35",
+        ] {
             assert_eq!(status(bad), Err(400), "{bad:?}");
         }
-        for out in ["-1", "93", "99999999999999999999", "184467440737095516160000"] {
+        for out in [
+            "-1",
+            "93",
+            "99999999999999999999",
+            "184467440737095516160000",
+        ] {
             assert_eq!(status(out), Err(422), "{out:?}");
         }
     }
@@ -388,8 +447,20 @@ mod tests {
     #[test]
     fn cached_values_parse_strictly() {
         assert_eq!(parse_cached("55"), Some(55));
-        assert_eq!(parse_cached("7540113804746346429"), Some(7_540_113_804_746_346_429));
-        for bad in ["", "garbage", "-5", "+5", " 5", "5\n", "9223372036854775808", "1e3"] {
+        assert_eq!(
+            parse_cached("7540113804746346429"),
+            Some(7_540_113_804_746_346_429)
+        );
+        for bad in [
+            "",
+            "garbage",
+            "-5",
+            "+5",
+            " 5",
+            "5\n",
+            "9223372036854775808",
+            "1e3",
+        ] {
             assert_eq!(parse_cached(bad), None, "{bad:?}");
         }
     }

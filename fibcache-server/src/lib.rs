@@ -56,6 +56,7 @@ pub mod http;
 mod logging;
 pub mod metrics;
 pub mod server;
+mod throttle;
 
 pub use http::{AppState, Settings};
 pub use server::{run, ConnLimits};

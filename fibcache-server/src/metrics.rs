@@ -77,7 +77,8 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<StatusLabel, Counter>::default();
-        let by_status = STATUSES.map(|status| requests.get_or_create(&StatusLabel { status }).clone());
+        let by_status =
+            STATUSES.map(|status| requests.get_or_create(&StatusLabel { status }).clone());
         registry.register(
             "fibcache_requests",
             "HTTP requests answered, by status code",
@@ -108,8 +109,11 @@ impl Metrics {
             computations_started.clone(),
         );
         let finished_family = Family::<OutcomeLabel, Counter>::default();
-        let finished = ["ok", "cancelled", "timeout"]
-            .map(|outcome| finished_family.get_or_create(&OutcomeLabel { outcome }).clone());
+        let finished = ["ok", "cancelled", "timeout"].map(|outcome| {
+            finished_family
+                .get_or_create(&OutcomeLabel { outcome })
+                .clone()
+        });
         registry.register(
             "fibcache_computations_finished",
             "Fibonacci computations that ended, by outcome",

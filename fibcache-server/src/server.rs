@@ -38,9 +38,15 @@ impl Default for ConnLimits {
 }
 
 /// What a refused connection gets: a complete answer, so the client knows to come back.
-const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-retry-after: 1\r\nconnection: close\r\ncontent-length: 51\r\n\r\n\
-{\"error\":\"too many open connections; retry shortly\"}";
+fn refusal() -> Vec<u8> {
+    let body = r#"{"error":"too many open connections; retry shortly"}"#;
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
 
 /// Serves HTTP on `listener` until `shutdown` completes, then drains.
 ///
@@ -97,13 +103,24 @@ pub async fn run(
             let state = state.clone();
             service_fn(move |req| handle(req, state.clone()))
         };
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            if let Err(err) = conn.await {
-                tracing::debug!(%peer, cause = %err, "connection ended with an error");
+            // hyper's header timeout starts once it reads the request head, but the automatic
+            // HTTP/1-or-2 detection waits for the first bytes with no limit: a client that
+            // connects and sends nothing would hold a connection forever.
+            let mut first = [0u8; 1];
+            let ready = tokio::time::timeout(header_timeout, stream.peek(&mut first)).await;
+            if matches!(ready, Ok(Ok(n)) if n > 0) {
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                if let Err(err) = watcher.watch(conn).await {
+                    tracing::debug!(%peer, cause = %err, "connection ended with an error");
+                }
+            } else {
+                tracing::debug!(%peer, "connection sent nothing in time; closing");
             }
             metrics.connections_open.dec();
             drop(permit);
@@ -126,7 +143,7 @@ pub async fn run(
 }
 
 async fn refuse(mut stream: TcpStream) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(REFUSED)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&refusal())).await;
     let _ = stream.shutdown().await;
 }
 
