@@ -6,6 +6,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod conformance;
+pub mod examples;
 pub mod http;
 pub mod redis_server;
 
@@ -32,6 +33,8 @@ pub struct Server {
 pub struct Spawn {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The program to run instead of `fibcache` (an example built on the server).
+    pub program: Option<std::path::PathBuf>,
 }
 
 impl Spawn {
@@ -54,8 +57,14 @@ impl Spawn {
         self
     }
 
+    /// Runs `program` (e.g. an example binary) instead of `fibcache`.
+    pub fn program(mut self, program: impl Into<std::path::PathBuf>) -> Self {
+        self.program = Some(program.into());
+        self
+    }
+
     fn command(&self) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(self.program.as_deref().unwrap_or(BIN.as_ref()));
         // A clean slate: nothing from the developer's shell decides what the test sees.
         for (key, _) in std::env::vars() {
             if key.starts_with("FIB_") || key.starts_with("REDIS_") || key == "RUST_LOG" {
