@@ -141,6 +141,7 @@ async fn a_computation_stays_alive_while_one_of_its_waiters_remains() {
     );
 }
 
+#[cfg(feature = "memory")]
 #[tokio::test(flavor = "multi_thread")]
 async fn with_every_slot_busy_a_cold_request_gets_503_and_hits_still_answer() {
     let server = Server::start(&["--max-computes", "1"]);

@@ -5,6 +5,7 @@ mod support;
 use fibcache_core::fib::fib_fast;
 use support::{get, json, request, Server, Spawn};
 
+#[cfg(feature = "memory")]
 #[tokio::test]
 async fn results_match_the_exact_fibonacci_and_the_second_ask_is_a_hit() {
     let server = Server::start(&[]);
@@ -43,6 +44,7 @@ async fn max_n_bounds_what_is_accepted() {
         .contains("between 0 and 20"));
 }
 
+#[cfg(feature = "memory")]
 #[tokio::test]
 async fn spellings_of_one_number_share_one_cache_entry() {
     let server = Server::start(&[]);
@@ -155,6 +157,7 @@ async fn healthz_names_the_backend() {
     assert_eq!(body["backend"], expected);
 }
 
+#[cfg(feature = "memory")]
 #[tokio::test]
 async fn metrics_expose_the_contract_series() {
     let server = Server::start(&[]);

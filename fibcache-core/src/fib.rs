@@ -76,11 +76,14 @@ fn naive(n: u64) -> u64 {
 
 /// Computes the `n`-th Fibonacci number exactly in `O(n)` steps, or `None` past `u64`.
 pub fn fib_fast(n: u64) -> Option<u64> {
+    // fib(93) is the last Fibonacci number below 2^64.
+    if n > 93 {
+        return None;
+    }
     let (mut a, mut b) = (0u64, 1u64);
     for _ in 0..n {
-        let next = a.checked_add(b)?;
-        a = b;
-        b = next;
+        // `b` runs one step ahead: it may wrap computing fib(94), which is never returned.
+        (a, b) = (b, a.wrapping_add(b));
     }
     Some(a)
 }

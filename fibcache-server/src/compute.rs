@@ -3,7 +3,7 @@
 //! The article's server starts one computation per request, keeps it running after the client
 //! left, and runs any number at once. Here:
 //! - **Coalescing**: concurrent misses for the same `n` share one computation ("flight"); the
-//!   first to finish writes the cache once.
+//!   computation writes the cache once, then answers every waiter.
 //! - **Bounded**: at most `max_computes` computations run at once, each on a blocking thread
 //!   (never on an async worker, so cache hits are never held up). A flight that cannot get a
 //!   slot within `queue_wait` answers [`Outcome::Overloaded`] (HTTP 503) instead of queueing
@@ -113,9 +113,9 @@ impl Engine {
 
     /// Joins the flight for `n`, starting one if none is running.
     ///
-    /// `on_value(n, value)` runs once per successful computation, before the flight is removed
-    /// (the server writes the cache there, so a request arriving meanwhile joins the finished
-    /// flight instead of computing again). Await [`Waiter::outcome`] for the result; dropping
+    /// `on_value(n, value)` runs once per successful computation, before the waiters get the
+    /// value (the server writes the cache there, so a client asking again right after its
+    /// answer gets a hit, and a request arriving meanwhile joins instead of computing again). Await [`Waiter::outcome`] for the result; dropping
     /// the waiter leaves the flight, and the last one to leave cancels it.
     pub fn join(&self, n: u64, on_value: OnValue) -> Waiter {
         let mut flights = self.lock();
@@ -230,11 +230,12 @@ impl Engine {
             }
         };
         metrics.computations_running.dec();
-        self.publish(n, &flight, &tx, outcome);
         if let Outcome::Value(value) = outcome {
-            // Waiters have their answer; the flight stays joinable until the cache has it.
+            // The cache first, then the answer: a client that asks again as soon as it has its
+            // answer finds the value cached. The write is bounded by the cache timeout.
             let _ = on_value(n, value).await;
         }
+        self.publish(n, &flight, &tx, outcome);
         self.remove(n, &flight);
     }
 
