@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(long, env = "FIB_CACHE_CAPACITY", default_value = "10000")]
     pub cache_capacity: NonZeroUsize,
 
-    /// Key namespace in shared stores; the key of n is <prefix><n>.
+    /// Key namespace in shared stores: the key of n is this prefix followed by n (fib:30).
     #[arg(long, env = "FIB_CACHE_PREFIX", default_value = "fib:")]
     pub cache_prefix: String,
 
