@@ -1,0 +1,114 @@
+//! What the benches share: criterion's settings, timing async operations without timing the
+//! runtime, and finding (or building) the example plugin.
+//!
+//! Each bench includes this with `mod common;` and uses only part of it.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+
+/// Short runs: on a shared 2-core machine more samples add noise, not precision, and every
+/// criterion bench together should finish in a few minutes.
+pub fn criterion() -> Criterion {
+    Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+/// Times `iters` sequential runs of `op` inside one `block_on`, so that entering the runtime is
+/// not part of what is measured (for `Bencher::iter_custom`).
+pub fn time_async<F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, mut op: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..iters {
+            std::hint::black_box(op().await);
+        }
+        start.elapsed()
+    })
+}
+
+/// A runtime for one thread, as each benchmark thread drives its own futures.
+pub fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build a tokio runtime")
+}
+
+/// The directory Cargo put this build's binaries in (`target/release` for `cargo bench`).
+pub fn profile_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_fibcache"))
+        .parent()
+        .expect("the binary is in a directory")
+        .to_path_buf()
+}
+
+/// The `--features` of this build, so that a nested build reuses its artifacts.
+pub fn features() -> Vec<&'static str> {
+    let mut features = Vec::new();
+    if cfg!(feature = "memory") {
+        features.push("memory");
+    }
+    if cfg!(feature = "redis") {
+        features.push("redis");
+    }
+    if cfg!(feature = "dynamic") {
+        features.push("dynamic");
+    }
+    features
+}
+
+/// The shared library of the example plugin `example` (e.g. `memcache_plugin`), built with
+/// this build's profile and features if it is not there yet.
+///
+/// # Errors
+/// When Cargo cannot build it; the message says which command failed.
+pub fn example_plugin(example: &str) -> Result<PathBuf, String> {
+    let dir = profile_dir();
+    let path = dir.join("examples").join(format!(
+        "{}{example}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    let target_dir = dir
+        .parent()
+        .expect("the profile directory is in the target directory");
+    let profile = dir
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("release");
+    // Always asked, so that a stale library (older than the plugin's source) is rebuilt;
+    // when it is up to date this takes a fraction of a second.
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.arg("build")
+        .arg("--quiet")
+        .arg("--manifest-path")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .args(["--example", example, "--no-default-features", "--features"])
+        .arg(features().join(","));
+    if profile == "release" {
+        cmd.arg("--release");
+    } else if profile != "debug" {
+        cmd.args(["--profile", profile]);
+    }
+    let shown = format!("{cmd:?}");
+    match cmd.status() {
+        Ok(status) if status.success() && path.exists() => Ok(path),
+        Ok(status) => Err(format!(
+            "{shown} exited with {status} (no {})",
+            path.display()
+        )),
+        Err(err) => Err(format!("cannot run {shown}: {err}")),
+    }
+}

@@ -1,0 +1,112 @@
+//! A backend loaded from a shared library against the same kind of backend compiled in: the
+//! example plugin `memcache` (an LRU with a TTL, like `memory`) against the built-in `memory`,
+//! both created from one registry and called through the `Arc<dyn Cache>` the server holds.
+//!
+//! Run with `cargo bench --features dynamic --bench plugin`; it builds
+//! `examples/memcache_plugin.rs` as a `cdylib` (same profile and features) if needed. Read the
+//! pairs side by side:
+//! - `plugin/get_hit/{memory,memcache}` and `plugin/set/{memory,memcache}`: one operation at a
+//!   time; `time` per operation. The difference is the plugin boundary: copying key and value
+//!   across the C ABI, the completion callback and its oneshot channel, and the plugin's own
+//!   lock (the two LRUs themselves cost about the same).
+//! - `plugin/get_hit_threads=2/{memory,memcache}`: the same from 2 threads at once (the
+//!   server's 2 workers on this machine); one iteration is one get on each thread and `thrpt`
+//!   is gets per second in total.
+//!
+//! A hit through the HTTP server costs tens of microseconds, so a boundary that costs well
+//! under a microsecond here is invisible in `benches/http.rs`.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use fibcache_core::{Cache, Config, Registry};
+
+// Referenced so that the linker keeps the backends crate and its registrations.
+use fibcache_backends as _;
+
+const KEY: &str = "fib:30";
+const VALUE: &str = "832040";
+const TTL: Duration = Duration::from_secs(3600);
+
+/// `iters` gets of [`KEY`] on each of `threads` threads started together.
+fn get_hits(cache: &Arc<dyn Cache>, threads: usize, iters: u64) -> Duration {
+    let barrier = Barrier::new(threads + 1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    let rt = common::current_thread();
+                    barrier.wait();
+                    common::time_async(&rt, iters, || async {
+                        cache.get(KEY).await.expect("a hit")
+                    })
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        for worker in workers {
+            worker.join().expect("benchmark thread");
+        }
+        start.elapsed()
+    })
+}
+
+fn plugin(c: &mut Criterion) {
+    let library = common::example_plugin("memcache_plugin").unwrap_or_else(|err| panic!("{err}"));
+    let mut registry = Registry::new().expect("registry");
+    fibcache_server::dynamic::load_plugins(&[library], &mut registry)
+        .unwrap_or_else(|err| panic!("{err}"));
+
+    let rt = common::current_thread();
+    let config = Config::default();
+    let caches: Vec<(&str, Arc<dyn Cache>)> = ["memory", "memcache"]
+        .into_iter()
+        .map(|name| {
+            let cache = rt
+                .block_on(registry.create(name, &config))
+                .unwrap_or_else(|err| panic!("create {name}: {err}"));
+            rt.block_on(cache.set(KEY, VALUE, TTL))
+                .expect("seed the key");
+            (name, cache)
+        })
+        .collect();
+
+    let mut group = c.benchmark_group("plugin");
+    for (name, cache) in &caches {
+        group.bench_function(format!("get_hit/{name}"), |b| {
+            b.iter_custom(|iters| {
+                common::time_async(&rt, iters, || async {
+                    cache.get(KEY).await.expect("a hit")
+                })
+            })
+        });
+    }
+    for (name, cache) in &caches {
+        group.bench_function(format!("set/{name}"), |b| {
+            b.iter_custom(|iters| {
+                common::time_async(&rt, iters, || async {
+                    cache.set(KEY, VALUE, TTL).await.expect("set")
+                })
+            })
+        });
+    }
+    group.throughput(Throughput::Elements(2));
+    for (name, cache) in &caches {
+        group.bench_function(format!("get_hit_threads=2/{name}"), |b| {
+            b.iter_custom(|iters| get_hits(cache, 2, iters))
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = plugin
+}
+criterion_main!(benches);
