@@ -1062,8 +1062,11 @@ fn render(settings: &Settings, rows: &[Row], notes: &[String], load_at_start: &s
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if !notes.is_empty() {
+        let _ = writeln!(out);
+    }
     for note in notes {
-        let _ = writeln!(out, "\n- {note}");
+        let _ = writeln!(out, "- {note}");
     }
     out
 }
