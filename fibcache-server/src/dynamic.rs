@@ -143,14 +143,23 @@ fn load(path: &Path, registry: &mut Registry) -> Result<(), PluginError> {
     init(api, &shown)?;
     let backends = list(api, &shown)?;
 
-    for (name, _) in &backends {
-        if let Ok(existing) = registry.get(name) {
-            return Err(PluginError::NameTaken {
-                path: shown,
-                name: name.clone(),
-                taken_by: existing.origin().to_string(),
-            });
-        }
+    // Every name is checked before any is added, so a refused library adds nothing.
+    for (index, (name, _)) in backends.iter().enumerate() {
+        let taken_by = if let Ok(existing) = registry.get(name) {
+            existing.origin().to_string()
+        } else if backends[..index].iter().any(|(earlier, _)| earlier == name) {
+            Origin::Plugin {
+                path: shown.clone(),
+            }
+            .to_string()
+        } else {
+            continue;
+        };
+        return Err(PluginError::NameTaken {
+            path: shown,
+            name: name.clone(),
+            taken_by,
+        });
     }
     let names: Vec<&str> = backends.iter().map(|(name, _)| name.as_str()).collect();
     tracing::info!(plugin = %shown, backends = ?names, "plugin loaded");

@@ -10,12 +10,9 @@
 //!
 //! # Writing a plugin
 //! Write an ordinary backend with [`register_backend!`](crate::register_backend), add one
-//! [`export_plugin!`](crate::export_plugin) line, and build the crate as a `cdylib`:
-//! ```ignore
-//! fibcache_core::register_backend! { name: "memcache", summary: "...", factory: create }
-//! fibcache_core::export_plugin!();
-//! ```
-//! The export covers exactly the backends registered by the crate that invokes the macro
+//! [`export_plugin!`](crate::export_plugin) line (its documentation shows a whole plugin), and
+//! build the crate as a `cdylib` (`crate-type = ["cdylib"]`); `examples/memcache_plugin.rs`
+//! and `examples/rediscache_plugin.rs` in the repository are complete ones. The export covers exactly the backends registered by the crate that invokes the macro
 //! (`CARGO_PKG_NAME`); backends of linked dependencies, such as `nop` or `memory`, which sit in
 //! the library's own `inventory` too, are not re-exported.
 //!
@@ -493,13 +490,36 @@ pub fn core_versions_compatible(plugin: &str, host: &str) -> bool {
 /// [`plugin`](crate::plugin) for the protocol and what a plugin must match.
 ///
 /// # Example
-/// ```ignore
-/// fibcache_core::register_backend! {
-///     name: "memcache",
-///     summary: "in-memory map with a TTL per entry, loaded from a plugin",
+/// The whole of a plugin crate's `src/lib.rs`, with `crate-type = ["cdylib"]` in its
+/// `Cargo.toml` and `fibcache-core` with the `plugin` feature as a dependency:
+/// ```no_run
+/// use std::time::Duration;
+/// use fibcache_core::{async_trait, export_plugin, register_backend, Cache, Config, Error, Result};
+///
+/// struct Forgetful;
+///
+/// #[async_trait]
+/// impl Cache for Forgetful {
+///     async fn get(&self, _key: &str) -> Result<String> {
+///         Err(Error::NotFound)
+///     }
+///     async fn set(&self, _key: &str, _value: &str, _ttl: Duration) -> Result<()> {
+///         Ok(())
+///     }
+/// }
+///
+/// async fn create(_config: &Config) -> Result<Forgetful> {
+///     Ok(Forgetful)
+/// }
+///
+/// register_backend! {
+///     name: "forgetful",
+///     summary: "forgets everything, from a plugin",
 ///     factory: create,
 /// }
-/// fibcache_core::export_plugin!();
+///
+/// export_plugin!();
+/// # fn main() {}
 /// ```
 ///
 /// (An `@abi_version N` form exists only so that a test fixture can claim another ABI
