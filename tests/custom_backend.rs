@@ -9,7 +9,10 @@ use support::{examples, get, json, Spawn};
 async fn the_example_backend_is_listed_selected_and_caches() {
     let bin = examples::binary("custom_backend");
 
-    let list = Spawn::new().program(&bin).arg("--list-backends").run_to_exit();
+    let list = Spawn::new()
+        .program(&bin)
+        .arg("--list-backends")
+        .run_to_exit();
     assert_eq!(list.code(), Some(0), "{}", list.stderr);
     let line = list
         .stdout
@@ -19,7 +22,10 @@ async fn the_example_backend_is_listed_selected_and_caches() {
     assert!(line.contains("static:fibcache"), "{line}");
     assert!(list.stdout.lines().any(|l| l.starts_with("nop ")));
 
-    let server = Spawn::new().program(&bin).env("FIB_CACHE", "sharded").start();
+    let server = Spawn::new()
+        .program(&bin)
+        .env("FIB_CACHE", "sharded")
+        .start();
     let health = json(&get(server.addr, "/healthz").await);
     assert_eq!(health["backend"], "sharded");
     let first = get(server.addr, "/fib/25").await;

@@ -68,13 +68,20 @@ async fn odd_keys_and_values(cache: &dyn Cache, ns: &str) {
 async fn ttl_expiry(cache: &dyn Cache, ns: &str) {
     let key = format!("{ns}short");
     cache.set(&key, "v", SHORT_TTL).await.unwrap();
-    assert_eq!(cache.get(&key).await.unwrap(), "v", "read before the TTL ends");
+    assert_eq!(
+        cache.get(&key).await.unwrap(),
+        "v",
+        "read before the TTL ends"
+    );
     tokio::time::sleep(PAST_SHORT_TTL).await;
     let err = cache.get(&key).await.unwrap_err();
     assert!(err.is_miss(), "expired key must be a miss: {err:?}");
     // An expired value is never returned again.
     let err = cache.get(&key).await.unwrap_err();
-    assert!(matches!(err, Error::NotFound), "second read after expiry: {err:?}");
+    assert!(
+        matches!(err, Error::NotFound),
+        "second read after expiry: {err:?}"
+    );
 }
 
 async fn overwrite_restarts_ttl(cache: &dyn Cache, ns: &str) {
@@ -110,6 +117,9 @@ async fn concurrent_use(cache: Arc<dyn Cache>, ns: &str) {
     }
     for t in 0..tasks {
         let key = format!("{ns}task{t}:{}", rounds - 1);
-        assert_eq!(cache.get(&key).await.unwrap(), format!("{t}-{}", rounds - 1));
+        assert_eq!(
+            cache.get(&key).await.unwrap(),
+            format!("{t}-{}", rounds - 1)
+        );
     }
 }
