@@ -54,20 +54,26 @@ fn build_examples() -> PathBuf {
         Some("debug") | None => "dev",
         Some(other) => other,
     };
-    let mut features = vec!["dynamic"];
-    if cfg!(feature = "memory") {
-        features.push("memory");
-    }
-    if cfg!(feature = "redis") {
-        features.push("redis");
-    }
+    // The same features as this test, `default` included, so that Cargo reuses what it built
+    // for the test instead of building the dependencies again with other features.
+    let features: Vec<&str> = [
+        ("dynamic", cfg!(feature = "dynamic")),
+        ("memory", cfg!(feature = "memory")),
+        ("redis", cfg!(feature = "redis")),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("build")
         .arg("--target-dir")
         .arg(target_dir)
-        .args(["--profile", profile, "--no-default-features", "--features"])
+        .args(["--profile", profile, "--features"])
         .arg(features.join(","));
+    if !cfg!(feature = "default") {
+        cmd.arg("--no-default-features");
+    }
     for name in EXAMPLES {
         cmd.args(["--example", name]);
     }
