@@ -139,7 +139,16 @@ fn load(path: &Path, registry: &mut Registry) -> Result<(), PluginError> {
     })?;
     // Never unloaded: see the module documentation.
     let library: &'static Library = Box::leak(Box::new(library));
-    let api = handshake(library, &shown)?;
+    let handshake = handshake(library, &shown)?;
+    // SAFETY: checked by `handshake`: the table and the strings are statics of the library,
+    // which is never unloaded.
+    let (api, krate, version) = unsafe {
+        (
+            &*handshake.api,
+            handshake.plugin_crate.to_string_lossy(),
+            handshake.plugin_version.to_string_lossy(),
+        )
+    };
     init(api, &shown)?;
     let backends = list(api, &shown)?;
 
@@ -162,7 +171,7 @@ fn load(path: &Path, registry: &mut Registry) -> Result<(), PluginError> {
         });
     }
     let names: Vec<&str> = backends.iter().map(|(name, _)| name.as_str()).collect();
-    tracing::info!(plugin = %shown, backends = ?names, "plugin loaded");
+    tracing::info!(plugin = %shown, %krate, %version, backends = ?names, "plugin loaded");
     for (index, (name, summary)) in backends.iter().enumerate() {
         let backend = Arc::new(PluginBackend {
             api,
@@ -218,8 +227,11 @@ fn open(path: &Path) -> Result<Library, libloading::Error> {
     }
 }
 
-/// Reads and checks the handshake; returns the plugin's functions.
-fn handshake(library: &'static Library, shown: &str) -> Result<&'static PluginApi, PluginError> {
+/// Reads and checks the handshake; a handshake it returns has a function table.
+fn handshake(
+    library: &'static Library,
+    shown: &str,
+) -> Result<&'static plugin::Handshake, PluginError> {
     let not_a_plugin = || PluginError::NotAPlugin {
         path: shown.to_owned(),
     };
@@ -262,8 +274,7 @@ fn handshake(library: &'static Library, shown: &str) -> Result<&'static PluginAp
     if handshake.api.is_null() {
         return Err(not_a_plugin());
     }
-    // SAFETY: the function table is a static of the library, which is never unloaded.
-    Ok(unsafe { &*handshake.api })
+    Ok(handshake)
 }
 
 /// Calls the plugin's `init` with the host's log sink.
