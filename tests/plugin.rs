@@ -8,7 +8,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -43,49 +42,7 @@ fn plugin(name: &str) -> PathBuf {
 }
 
 fn build_examples() -> PathBuf {
-    // This test runs as <target>/<profile>/deps/plugin-<hash>.
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let target_dir = profile_dir.parent().expect("target dir");
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev",
-        Some(other) => other,
-    };
-    // The same features as this test, `default` included, so that Cargo reuses what it built
-    // for the test instead of building the dependencies again with other features.
-    let features: Vec<&str> = [
-        ("dynamic", cfg!(feature = "dynamic")),
-        ("memory", cfg!(feature = "memory")),
-        ("redis", cfg!(feature = "redis")),
-    ]
-    .into_iter()
-    .filter_map(|(name, on)| on.then_some(name))
-    .collect();
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg("build")
-        .arg("--target-dir")
-        .arg(target_dir)
-        .args(["--profile", profile, "--features"])
-        .arg(features.join(","));
-    if !cfg!(feature = "default") {
-        cmd.arg("--no-default-features");
-    }
-    for name in EXAMPLES {
-        cmd.args(["--example", name]);
-    }
-    let out = cmd
-        .output()
-        .expect("run cargo build for the plugin examples");
-    assert!(
-        out.status.success(),
-        "building the plugin examples failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    profile_dir.join("examples")
+    support::examples::build(EXAMPLES, &[])
 }
 
 /// A registry of this test binary's built-in backends plus the libraries `names`.

@@ -26,6 +26,8 @@ pub fn build(names: &[&str], extra: &[&str]) -> PathBuf {
         Some("debug") | None => "dev",
         Some(other) => other,
     };
+    // The same features as this test, `default` included, so that Cargo reuses what it built
+    // for the test instead of building the dependencies again with other features.
     let mut features: Vec<&str> = extra.to_vec();
     for (on, feature) in [
         (cfg!(feature = "memory"), "memory"),
@@ -41,7 +43,10 @@ pub fn build(names: &[&str], extra: &[&str]) -> PathBuf {
         .arg("build")
         .arg("--target-dir")
         .arg(target_dir)
-        .args(["--profile", profile, "--no-default-features"]);
+        .args(["--profile", profile]);
+    if !cfg!(feature = "default") {
+        cmd.arg("--no-default-features");
+    }
     if !features.is_empty() {
         cmd.arg("--features").arg(features.join(","));
     }
