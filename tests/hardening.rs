@@ -28,6 +28,13 @@ async fn wait_metric(server: &Server, metric: &str, want: f64, limit: Duration) 
     }
 }
 
+/// Waits (bounded) until `want` computations are running, and asserts it.
+async fn assert_running(server: &Server, want: f64) {
+    let running = "fibcache_computations_running";
+    let seen = wait_metric(server, running, want, Duration::from_secs(10)).await;
+    assert_eq!(seen, want, "computations running");
+}
+
 /// Sends a request head and leaves the connection open, waiting.
 async fn start_request(addr: SocketAddr, path: &str) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -78,14 +85,7 @@ async fn sixty_four_concurrent_cold_requests_compute_once() {
 async fn a_computation_whose_client_left_is_cancelled_and_stops_burning_cpu() {
     let server = Server::start(&[]);
     let stream = start_request(server.addr, &format!("/fib/{FOREVER}")).await;
-    let running = wait_metric(
-        &server,
-        "fibcache_computations_running",
-        1.0,
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(running, 1.0, "the computation started");
+    assert_running(&server, 1.0).await;
     drop(stream);
     let cancelled = r#"fibcache_computations_finished_total{outcome="cancelled"}"#;
     assert_eq!(
@@ -109,16 +109,7 @@ async fn a_computation_stays_alive_while_one_of_its_waiters_remains() {
     let server = Server::start(&["--compute-timeout", "60s"]);
     let n = 41;
     let first = start_request(server.addr, &format!("/fib/{n}")).await;
-    assert_eq!(
-        wait_metric(
-            &server,
-            "fibcache_computations_running",
-            1.0,
-            Duration::from_secs(10)
-        )
-        .await,
-        1.0
-    );
+    assert_running(&server, 1.0).await;
     let second = {
         let addr = server.addr;
         tokio::spawn(async move { get(addr, &format!("/fib/{n}")).await })
@@ -148,16 +139,7 @@ async fn with_every_slot_busy_a_cold_request_gets_503_and_hits_still_answer() {
     // Cache one value first.
     assert_eq!(get(server.addr, "/fib/20").await.status, 200);
     let _long = start_request(server.addr, &format!("/fib/{FOREVER}")).await;
-    assert_eq!(
-        wait_metric(
-            &server,
-            "fibcache_computations_running",
-            1.0,
-            Duration::from_secs(10)
-        )
-        .await,
-        1.0
-    );
+    assert_running(&server, 1.0).await;
     let cold = get(server.addr, "/fib/70").await;
     assert_eq!(cold.status, 503, "{}", cold.body);
     assert_eq!(cold.header("retry-after"), Some("1"));
@@ -181,16 +163,7 @@ async fn a_computation_past_its_time_limit_is_504_and_counted() {
     let timeouts = r#"fibcache_computations_finished_total{outcome="timeout"}"#;
     assert_eq!(server.metric(timeouts).await, 1.0);
     // The slot comes back: the computation really stopped.
-    assert_eq!(
-        wait_metric(
-            &server,
-            "fibcache_computations_running",
-            0.0,
-            Duration::from_secs(10)
-        )
-        .await,
-        0.0
-    );
+    assert_running(&server, 0.0).await;
     assert_eq!(json(&get(server.addr, "/fib/10").await)["result"], 55);
 }
 
@@ -303,16 +276,7 @@ async fn sigterm_lets_a_running_computation_answer_then_exits_0() {
         let addr = server.addr;
         tokio::spawn(async move { get(addr, &format!("/fib/{n}")).await })
     };
-    assert_eq!(
-        wait_metric(
-            &server,
-            "fibcache_computations_running",
-            1.0,
-            Duration::from_secs(10)
-        )
-        .await,
-        1.0
-    );
+    assert_running(&server, 1.0).await;
     let status = tokio::task::spawn_blocking(move || {
         let status = server.signal_and_wait("TERM", Duration::from_secs(90));
         (status, server.log())
