@@ -269,15 +269,7 @@ async fn fib_response(n: u64, state: &AppState) -> Response<Body> {
     let waiter = inner.engine.join(n, inner.on_value.clone());
     match waiter.outcome().await {
         Outcome::Value(value) => result(value, "miss"),
-        Outcome::Overloaded => {
-            let mut resp = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "every computation slot is busy; retry shortly",
-            );
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            resp
-        }
+        Outcome::Overloaded => unavailable("every computation slot is busy; retry shortly"),
         Outcome::Timeout => error(
             StatusCode::GATEWAY_TIMEOUT,
             &format!(
@@ -286,13 +278,7 @@ async fn fib_response(n: u64, state: &AppState) -> Response<Body> {
             ),
         ),
         Outcome::Aborted => {
-            let mut resp = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the computation was stopped (server shutting down); retry",
-            );
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            resp
+            unavailable("the computation was stopped (server shutting down); retry")
         }
     }
 }
@@ -379,6 +365,14 @@ fn metrics(state: &AppState) -> Response<Body> {
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
+    resp
+}
+
+/// A 503 that tells the client when to come back.
+fn unavailable(message: &str) -> Response<Body> {
+    let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    resp.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     resp
 }
 
