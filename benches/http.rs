@@ -34,7 +34,9 @@
 //! `FIBCACHE_BENCH_SECS` (8) seconds of load per row, `FIBCACHE_BENCH_WARMUP` (2) seconds of
 //! warm-up, `FIBCACHE_BENCH_CONNECTIONS` (64), `FIBCACHE_BENCH_THREADS` (2) load threads,
 //! `FIBCACHE_BENCH_ROUNDS` (1), `FIBCACHE_BENCH_LOADGEN` (`wrk` or `rust`; default `wrk` if
-//! installed). Arguments after `--` select rows by name (`cargo bench --bench http -- memory`).
+//! installed), `FIBCACHE_BENCH_BIN` (another `fibcache` binary to measure instead of this
+//! build's, e.g. a candidate fix built elsewhere; the report names it). Arguments after `--`
+//! select rows by name (`cargo bench --bench http -- memory`).
 //! Run as a test (`cargo test --benches`), it only says how to run it: timing belongs in
 //! benches.
 
@@ -96,6 +98,8 @@ struct Settings {
     rounds: usize,
     loadgen: LoadGen,
     out_dir: PathBuf,
+    /// The `fibcache` binary every fibcache row runs.
+    bin: PathBuf,
 }
 
 #[derive(Clone)]
@@ -183,6 +187,10 @@ impl Settings {
             rounds: env_number("FIBCACHE_BENCH_ROUNDS", 1, 1)? as usize,
             loadgen,
             out_dir: target_dir.join("fibcache-bench"),
+            bin: std::env::var_os("FIBCACHE_BENCH_BIN").map_or_else(
+                || PathBuf::from(env!("CARGO_BIN_EXE_fibcache")),
+                PathBuf::from,
+            ),
         })
     }
 }
@@ -333,7 +341,7 @@ fn run(filters: &[String]) -> Result<()> {
 
     eprintln!("load generator: {}", settings.loadgen.describe(&settings));
     for plan in &plans {
-        let server = Server::start(plan, &settings.out_dir)?;
+        let server = Server::start(plan, &settings)?;
         eprintln!("started {:<18} on {}", plan.key, server.addr);
         started.servers.push(server);
     }
@@ -428,7 +436,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn start(plan: &Plan, out_dir: &Path) -> Result<Server> {
+    fn start(plan: &Plan, settings: &Settings) -> Result<Server> {
         match &plan.kind {
             Kind::Reference => {
                 let (runtime, addr) = reference_server()?;
@@ -439,8 +447,11 @@ impl Server {
                 })
             }
             Kind::Fibcache { args, env } => {
-                let log = out_dir.join("logs").join(format!("{}.log", plan.key));
-                let mut cmd = Command::new(env!("CARGO_BIN_EXE_fibcache"));
+                let log = settings
+                    .out_dir
+                    .join("logs")
+                    .join(format!("{}.log", plan.key));
+                let mut cmd = Command::new(&settings.bin);
                 // Only this row's settings decide what the server does, not the caller's shell.
                 for (key, _) in std::env::vars() {
                     if key.starts_with("FIB_") || key.starts_with("REDIS_") || key == "RUST_LOG" {
@@ -456,7 +467,7 @@ impl Server {
                     .stderr(fs::File::create(&log)?);
                 let child = cmd
                     .spawn()
-                    .map_err(|e| format!("cannot start fibcache: {e}"))?;
+                    .map_err(|e| format!("cannot start {}: {e}", settings.bin.display()))?;
                 let mut server = Server {
                     key: plan.key,
                     addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -953,6 +964,13 @@ fn render(settings: &Settings, rows: &[Row], notes: &[String], load_at_start: &s
         git_commit(),
         common::features().join(", ")
     );
+    if settings.bin != Path::new(env!("CARGO_BIN_EXE_fibcache")) {
+        let _ = writeln!(
+            out,
+            "- fibcache binary: `{}` (FIBCACHE_BENCH_BIN), not this build's",
+            settings.bin.display()
+        );
+    }
     let _ = writeln!(
         out,
         "- load: {}, `GET {PATH}`, after {} s of warm-up per row; {}",
@@ -997,7 +1015,12 @@ fn render(settings: &Settings, rows: &[Row], notes: &[String], load_at_start: &s
         );
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "### Targets (ratios of requests/s from this run)\n");
+    let _ = writeln!(out, "### Targets (ratios of requests/s, from this run)\n");
+    // The p99 target is absolute; the reference's p99 shows what this machine allows.
+    let p99_unit = match find("reference") {
+        Some(reference) => format!(" ms (bare hyper: {})", ms(reference.load.p99)),
+        None => " ms".to_owned(),
+    };
     let _ = writeln!(out, "| target | measured | goal | met |");
     let _ = writeln!(out, "|---|---:|---:|:---:|");
     let rps = |key: &str| find(key).map(|m| m.load.rps);
@@ -1028,7 +1051,7 @@ fn render(settings: &Settings, rows: &[Row], notes: &[String], load_at_start: &s
         find("memory").map(|m| m.load.p99.as_secs_f64() * 1e3),
         "< 2 ms",
         |v| v < 2.0,
-        " ms",
+        &p99_unit,
     );
     target(
         "memcache plugin / memory",
@@ -1146,7 +1169,7 @@ fn svg(rows: &[Row], settings: &Settings) -> String {
     let _ = writeln!(
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{h:.0}" font-family="sans-serif" font-size="12">"#,
-        h = TOP + HEIGHT + 70.0
+        h = TOP + HEIGHT + 75.0
     );
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
@@ -1209,6 +1232,19 @@ fn svg(rows: &[Row], settings: &Settings) -> String {
         r##"<line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{b}" stroke="#333"/><line x1="{LEFT}" x2="{x2:.0}" y1="{b}" y2="{b}" stroke="#333"/>"##,
         b = TOP + HEIGHT,
         x2 = width - 20.0
+    );
+    let loadgen = match &settings.loadgen {
+        LoadGen::Wrk { .. } => "wrk",
+        LoadGen::Rust { .. } => "Rust load generator",
+    };
+    let _ = writeln!(
+        out,
+        r##"<text x="{LEFT}" y="{y:.0}" fill="#555">{loadgen}: {} threads, {} connections, {} s per row; load generator and servers share {} CPUs (bars: latency; below: requests/s)</text>"##,
+        settings.threads,
+        settings.connections,
+        settings.secs,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        y = TOP + HEIGHT + 60.0
     );
     out.push_str("</svg>\n");
     out
