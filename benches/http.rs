@@ -27,8 +27,9 @@
 //! absolute requests/s are those of a machine at full load, and the *ratios* between rows of
 //! one run are what to compare. `server CPU` is the server process's CPU time over the run in
 //! cores (1.00 = one core busy all the time): a server that does more per request shows it
-//! there before it shows in requests/s. Other programs on the machine add noise; rerun with
-//! `FIBCACHE_BENCH_ROUNDS=3` to take each row's median over rounds run in turn.
+//! there before it shows in requests/s. Other programs on the machine add noise, and only ever
+//! make a run slower; rerun with `FIBCACHE_BENCH_ROUNDS=3` to take each row's best run (by
+//! requests/s, the least disturbed one) over rounds run in turn.
 //!
 //! # Settings (environment variables)
 //! `FIBCACHE_BENCH_SECS` (8) seconds of load per row, `FIBCACHE_BENCH_WARMUP` (2) seconds of
@@ -376,12 +377,15 @@ fn run(filters: &[String]) -> Result<()> {
         .zip(&plans)
         .zip(results)
         .map(|((server, plan), mut runs)| {
-            // The median by requests/s; latencies are that run's, so a row is one real run.
+            // The best by requests/s (interference only slows a run down); latencies are that
+            // run's, so a row is one real run.
+            let rounds = runs.iter().map(|m| m.load.rps).collect();
             runs.sort_by(|a, b| a.load.rps.total_cmp(&b.load.rps));
             Row {
+                rounds,
                 key: plan.key,
                 title: plan.title.clone(),
-                measured: runs.swap_remove(runs.len() / 2),
+                measured: runs.pop().expect("at least one round"),
                 pid: server.pid(),
             }
         })
@@ -708,6 +712,8 @@ struct Measured {
 }
 
 struct Row {
+    /// Requests/s of every round, in order.
+    rounds: Vec<f64>,
     key: &'static str,
     title: String,
     measured: Measured,
@@ -979,7 +985,11 @@ fn render(settings: &Settings, rows: &[Row], notes: &[String], load_at_start: &s
         if settings.rounds == 1 {
             "1 round".to_owned()
         } else {
-            format!("median of {} rounds run in turn", settings.rounds)
+            format!(
+                "each row's best of {} rounds run in turn (every round's requests/s in the \
+                 last column)",
+                settings.rounds
+            )
         }
     );
     let _ = writeln!(
@@ -992,14 +1002,25 @@ fn render(settings: &Settings, rows: &[Row], notes: &[String], load_at_start: &s
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "| row | requests/s | × reference | p50 | p99 | requests | non-2xx / socket errors | server CPU | cache hits |"
+        "| row | requests/s | × reference | p50 | p99 | requests | non-2xx / socket errors | server CPU | cache hits |{}",
+        if settings.rounds > 1 { " every round (req/s) |" } else { "" }
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|{}",
+        if settings.rounds > 1 { "---|" } else { "" }
+    );
     for row in rows {
         let m = &row.measured;
+        let every = if settings.rounds > 1 {
+            let all: Vec<String> = row.rounds.iter().map(|r| format!("{r:.0}")).collect();
+            format!(" {} |", all.join(", "))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {} | {} | {} | {} | {} / {} | {} | {} |",
+            "| {} | {:.0} | {} | {} | {} | {} | {} / {} | {} | {} |{every}",
             row.title,
             m.load.rps,
             reference.map_or_else(|| "—".to_owned(), |r| ratio(m.load.rps, r)),
