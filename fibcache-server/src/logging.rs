@@ -2,8 +2,9 @@
 //!
 //! Log lines go to stderr through a background thread (`tracing-appender`), so a request never
 //! waits on the terminal or a pipe: at the default level the server logs one line per request,
-//! and a blocking writer would cost a large share of hit throughput. If the writer falls more
-//! than its buffer behind, lines are dropped rather than slowing requests down.
+//! and a blocking writer would cost a large share of hit throughput. The thread writes in
+//! batches (one `write(2)` for all the lines queued since its last write). If it falls more
+//! than its queue behind, lines are dropped rather than slowing requests down.
 
 use anyhow::Context as _;
 use tracing_appender::non_blocking::WorkerGuard;
@@ -29,7 +30,10 @@ pub fn init(level: &str, format: LogFormat) -> anyhow::Result<WorkerGuard> {
     let filter = EnvFilter::builder()
         .parse(&directives)
         .with_context(|| format!("invalid log filter {directives:?} (--log-level / RUST_LOG)"))?;
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    // The worker drains every line queued so far, then flushes: behind a buffer, a burst of
+    // lines costs one write(2) instead of one per line (stderr itself is unbuffered).
+    let stderr = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking(stderr);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
