@@ -242,6 +242,8 @@ fn run(filters: &[String]) -> Result<()> {
     let settings = Settings::from_env()?;
     fs::create_dir_all(settings.out_dir.join("logs"))?;
     let load_at_start = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    // Read before the run rather than after: others may commit to this tree meanwhile.
+    let commit = git_commit();
     let mut notes: Vec<String> = Vec::new();
     let mut started = Started::default();
 
@@ -391,7 +393,12 @@ fn run(filters: &[String]) -> Result<()> {
         })
         .collect();
 
-    let report = render(&settings, &rows, &notes, load_at_start.trim());
+    let context = Context {
+        commit: &commit,
+        load_at_start: load_at_start.trim(),
+        notes: &notes,
+    };
+    let report = render(&settings, &rows, &context);
     println!("\n{report}");
     let report_path = settings.out_dir.join("report.md");
     fs::write(&report_path, &report)?;
@@ -958,7 +965,14 @@ fn ratio(a: f64, b: f64) -> String {
 }
 
 /// Renders the report in markdown.
-fn render(settings: &Settings, rows: &[Row], notes: &[String], load_at_start: &str) -> String {
+/// What the report says about the circumstances of the run.
+struct Context<'a> {
+    commit: &'a str,
+    load_at_start: &'a str,
+    notes: &'a [String],
+}
+
+fn render(settings: &Settings, rows: &[Row], context: &Context<'_>) -> String {
     let find = |key: &str| rows.iter().find(|r| r.key == key).map(|r| &r.measured);
     let reference = find("reference").map(|m| m.load.rps);
     let mut out = String::new();
@@ -967,7 +981,7 @@ fn render(settings: &Settings, rows: &[Row], notes: &[String], load_at_start: &s
         out,
         "- run: {} UTC, commit {}, features: {}",
         utc_now(),
-        git_commit(),
+        context.commit,
         common::features().join(", ")
     );
     if settings.bin != Path::new(env!("CARGO_BIN_EXE_fibcache")) {
@@ -994,10 +1008,11 @@ fn render(settings: &Settings, rows: &[Row], notes: &[String], load_at_start: &s
     );
     let _ = writeln!(
         out,
-        "- machine: {}; load average at start: {load_at_start}. The load generator and the \
+        "- machine: {}; load average at start: {}. The load generator and the \
          servers share these cores (nothing is pinned): compare the ratios of one run, not \
          absolute numbers across machines",
-        machine()
+        machine(),
+        context.load_at_start
     );
     let _ = writeln!(out);
     let _ = writeln!(
@@ -1106,10 +1121,10 @@ fn render(settings: &Settings, rows: &[Row], notes: &[String], load_at_start: &s
             .collect::<Vec<_>>()
             .join(", ")
     );
-    if !notes.is_empty() {
+    if !context.notes.is_empty() {
         let _ = writeln!(out);
     }
-    for note in notes {
+    for note in context.notes {
         let _ = writeln!(out, "- {note}");
     }
     out
