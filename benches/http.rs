@@ -188,12 +188,23 @@ impl Settings {
             rounds: env_number("FIBCACHE_BENCH_ROUNDS", 1, 1)? as usize,
             loadgen,
             out_dir: target_dir.join("fibcache-bench"),
-            bin: std::env::var_os("FIBCACHE_BENCH_BIN").map_or_else(
-                || PathBuf::from(env!("CARGO_BIN_EXE_fibcache")),
-                PathBuf::from,
-            ),
+            bin: match std::env::var_os("FIBCACHE_BENCH_BIN") {
+                Some(bin) => PathBuf::from(bin),
+                None => snapshot_binary(&target_dir.join("fibcache-bench"))?,
+            },
         })
     }
+}
+
+/// A copy of this build's `fibcache` to run: the target directory is shared, and another
+/// `cargo build --release` (with other features) may replace `target/release/fibcache` while
+/// the report runs.
+fn snapshot_binary(out_dir: &Path) -> Result<PathBuf> {
+    fs::create_dir_all(out_dir)?;
+    let copy = out_dir.join("fibcache");
+    fs::copy(env!("CARGO_BIN_EXE_fibcache"), &copy)
+        .map_err(|e| format!("cannot copy {}: {e}", env!("CARGO_BIN_EXE_fibcache")))?;
+    Ok(copy)
 }
 
 /// One row of the report, before it runs.
@@ -984,7 +995,7 @@ fn render(settings: &Settings, rows: &[Row], context: &Context<'_>) -> String {
         context.commit,
         common::features().join(", ")
     );
-    if settings.bin != Path::new(env!("CARGO_BIN_EXE_fibcache")) {
+    if std::env::var_os("FIBCACHE_BENCH_BIN").is_some() {
         let _ = writeln!(
             out,
             "- fibcache binary: `{}` (FIBCACHE_BENCH_BIN), not this build's",
