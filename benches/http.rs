@@ -28,8 +28,10 @@
 //! one run are what to compare. `server CPU` is the server process's CPU time over the run in
 //! cores (1.00 = one core busy all the time): a server that does more per request shows it
 //! there before it shows in requests/s. Other programs on the machine add noise, and only ever
-//! make a run slower; rerun with `FIBCACHE_BENCH_ROUNDS=3` to take each row's best run (by
-//! requests/s, the least disturbed one) over rounds run in turn.
+//! make a run slower; rerun with `FIBCACHE_BENCH_ROUNDS=3` (or more) to run the rows in turn
+//! several times: each row then shows its best round (the least disturbed), and each ratio is
+//! the median of the ratios within a round, whose rows ran back to back. On a busy shared
+//! machine, one round's ratios can be off by ±20%.
 //!
 //! # Settings (environment variables)
 //! `FIBCACHE_BENCH_SECS` (8) seconds of load per row, `FIBCACHE_BENCH_WARMUP` (2) seconds of
@@ -967,15 +969,35 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-fn ratio(a: f64, b: f64) -> String {
-    if b > 0.0 {
-        format!("{:.2}", a / b)
-    } else {
-        "—".to_owned()
-    }
+/// The requests/s of one row over another's.
+struct Ratio {
+    /// The median of `rounds`.
+    median: f64,
+    /// The ratio within each round, in order.
+    rounds: Vec<f64>,
 }
 
-/// Renders the report in markdown.
+/// `a`'s requests/s over `b`'s, round by round; `None` unless both rows ran.
+fn paired_ratio(rows: &[Row], a: &str, b: &str) -> Option<Ratio> {
+    let rounds_of = |key: &str| rows.iter().find(|r| r.key == key).map(|r| &r.rounds);
+    let (a, b) = (rounds_of(a)?, rounds_of(b)?);
+    let rounds: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter(|(_, b)| **b > 0.0)
+        .map(|(a, b)| a / b)
+        .collect();
+    let mut sorted = rounds.clone();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    let median = match sorted.len() {
+        0 => return None,
+        n if n % 2 == 1 => sorted[mid],
+        _ => (sorted[mid - 1] + sorted[mid]) / 2.0,
+    };
+    Some(Ratio { median, rounds })
+}
+
 /// What the report says about the circumstances of the run.
 struct Context<'a> {
     commit: &'a str,
@@ -983,9 +1005,9 @@ struct Context<'a> {
     notes: &'a [String],
 }
 
+/// Renders the report in markdown.
 fn render(settings: &Settings, rows: &[Row], context: &Context<'_>) -> String {
     let find = |key: &str| rows.iter().find(|r| r.key == key).map(|r| &r.measured);
-    let reference = find("reference").map(|m| m.load.rps);
     let mut out = String::new();
     let _ = writeln!(out, "## fibcache load report\n");
     let _ = writeln!(
@@ -1049,7 +1071,8 @@ fn render(settings: &Settings, rows: &[Row], context: &Context<'_>) -> String {
             "| {} | {:.0} | {} | {} | {} | {} | {} / {} | {} | {} |{every}",
             row.title,
             m.load.rps,
-            reference.map_or_else(|| "—".to_owned(), |r| ratio(m.load.rps, r)),
+            paired_ratio(rows, row.key, "reference")
+                .map_or_else(|| "—".to_owned(), |r| format!("{:.2}", r.median)),
             ms(m.load.p50),
             ms(m.load.p99),
             m.load.requests,
@@ -1061,65 +1084,72 @@ fn render(settings: &Settings, rows: &[Row], context: &Context<'_>) -> String {
                 .map_or_else(|| "—".to_owned(), |h| format!("{:.1}%", h * 100.0)),
         );
     }
+    if settings.rounds > 1 {
+        let _ = writeln!(
+            out,
+            "\n`× reference` and the ratios below are medians of the ratios *within* each round \
+             (the rows of a round run back to back), so a busy moment of the machine does not \
+             set one row against another row's quiet one; requests/s, p50 and p99 are each \
+             row's best round."
+        );
+    }
     let _ = writeln!(out);
-    let _ = writeln!(out, "### Targets (ratios of requests/s, from this run)\n");
-    // The p99 target is absolute; the reference's p99 shows what this machine allows.
-    let p99_unit = match find("reference") {
-        Some(reference) => format!(" ms (bare hyper: {})", ms(reference.load.p99)),
-        None => " ms".to_owned(),
-    };
+    let _ = writeln!(out, "### Targets (from this run)\n");
     let _ = writeln!(out, "| target | measured | goal | met |");
     let _ = writeln!(out, "|---|---:|---:|:---:|");
-    let rps = |key: &str| find(key).map(|m| m.load.rps);
-    let mut target =
-        |name: &str, value: Option<f64>, goal: &str, met: fn(f64) -> bool, unit: &str| {
-            let (shown, ok) = match value {
-                Some(v) => (
-                    format!("{v:.2}{unit}"),
-                    if met(v) { "yes" } else { "**no**" },
-                ),
-                None => ("not measured".to_owned(), "—"),
-            };
-            let _ = writeln!(out, "| {name} | {shown} | {goal} | {ok} |");
+    let mut target = |name: &str, ratio: Option<Ratio>, goal: f64| {
+        let (shown, ok) = match ratio {
+            Some(r) => {
+                let detail = if r.rounds.len() > 1 {
+                    let all: Vec<String> = r.rounds.iter().map(|v| format!("{v:.2}")).collect();
+                    format!(" (rounds: {})", all.join(", "))
+                } else {
+                    String::new()
+                };
+                (
+                    format!("{:.2}{detail}", r.median),
+                    if r.median >= goal { "yes" } else { "**no**" },
+                )
+            }
+            None => ("not measured".to_owned(), "—"),
         };
-    let over = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-        _ => None,
+        let _ = writeln!(out, "| {name} | {shown} | ≥ {goal:.2} | {ok} |");
     };
     target(
         "memory hits / bare hyper",
-        over(rps("memory"), rps("reference")),
-        "≥ 0.90",
-        |v| v >= 0.90,
-        "",
-    );
-    target(
-        "memory hits p99",
-        find("memory").map(|m| m.load.p99.as_secs_f64() * 1e3),
-        "< 2 ms",
-        |v| v < P99_GOAL_MS,
-        &p99_unit,
+        paired_ratio(rows, "memory", "reference"),
+        0.90,
     );
     target(
         "memcache plugin / memory",
-        over(rps("memcache"), rps("memory")),
-        "≥ 0.95",
-        |v| v >= 0.95,
-        "",
+        paired_ratio(rows, "memcache", "memory"),
+        0.95,
     );
     target(
         "redis / memory",
-        over(rps("redis"), rps("memory")),
-        "≥ 0.50",
-        |v| v >= 0.50,
-        "",
+        paired_ratio(rows, "redis", "memory"),
+        0.50,
     );
     target(
         "default log level / `--log-level error`",
-        over(rps("memory"), rps("memory-error-log")),
-        "≥ 0.80",
-        |v| v >= 0.80,
-        "",
+        paired_ratio(rows, "memory", "memory-error-log"),
+        0.80,
+    );
+    // The p99 target is absolute; the reference's p99 shows what this machine allows.
+    let p99 = |key: &str| find(key).map(|m| m.load.p99.as_secs_f64() * 1e3);
+    let (shown, ok) = match p99("memory") {
+        Some(v) => (
+            format!(
+                "{v:.2} ms{}",
+                p99("reference").map_or_else(String::new, |r| format!(" (bare hyper: {r:.2} ms)"))
+            ),
+            if v < P99_GOAL_MS { "yes" } else { "**no**" },
+        ),
+        None => ("not measured".to_owned(), "—"),
+    };
+    let _ = writeln!(
+        out,
+        "| memory hits p99 | {shown} | < {P99_GOAL_MS} ms | {ok} |"
     );
     let _ = writeln!(out);
     let _ = writeln!(
