@@ -1277,16 +1277,6 @@ fn svg(rows: &[Row], settings: &Settings) -> String {
         );
         tick += step;
     }
-    if P99_GOAL_MS <= top_ms {
-        let _ = writeln!(
-            out,
-            r##"<line x1="{LEFT}" x2="{x2:.0}" y1="{yy:.1}" y2="{yy:.1}" stroke="#e15759" stroke-dasharray="6 4"/><text x="{tx:.0}" y="{ty:.1}" text-anchor="end" fill="#e15759" font-size="10">p99 target</text>"##,
-            x2 = width - 20.0,
-            yy = y(P99_GOAL_MS),
-            tx = width - 22.0,
-            ty = y(P99_GOAL_MS) - 3.0
-        );
-    }
     for (i, row) in rows.iter().enumerate() {
         let x0 = LEFT + GROUP * i as f64 + (GROUP - 2.0 * BAR) / 2.0;
         for (j, (value, color)) in [
@@ -1324,6 +1314,17 @@ fn svg(rows: &[Row], settings: &Settings) -> String {
         b = TOP + HEIGHT,
         x2 = width - 20.0
     );
+    // Drawn over the bars, so that the target stays visible where a bar crosses it.
+    if P99_GOAL_MS <= top_ms {
+        let _ = writeln!(
+            out,
+            r##"<line x1="{LEFT}" x2="{x2:.0}" y1="{yy:.1}" y2="{yy:.1}" stroke="#e15759" stroke-dasharray="6 4"/><text x="{tx:.0}" y="{ty:.1}" text-anchor="end" fill="#e15759" font-size="10" stroke="white" stroke-width="3" paint-order="stroke">p99 target</text>"##,
+            x2 = width - 20.0,
+            yy = y(P99_GOAL_MS),
+            tx = width - 22.0,
+            ty = y(P99_GOAL_MS) - 3.0
+        );
+    }
     let loadgen = match &settings.loadgen {
         LoadGen::Wrk { .. } => "wrk",
         LoadGen::Rust { .. } => "Rust load generator",
