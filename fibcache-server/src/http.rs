@@ -4,14 +4,17 @@
 //! every error has an `error` field. Nothing here panics on any input.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fibcache_core::{fib, Cache, Error};
 use http_body_util::Full;
 use hyper::header::{
-    HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING,
+    HeaderName, HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+    TRANSFER_ENCODING,
 };
 use hyper::{Method, Request, Response, StatusCode};
 
@@ -35,7 +38,7 @@ macro_rules! throttled {
 pub type Body = Full<Bytes>;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
-const X_CACHE: &str = "x-cache";
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]
@@ -52,6 +55,8 @@ struct StateInner {
     on_value: OnValue,
     /// Keeps an outage of the backend from writing a warning per request.
     warnings: Arc<Throttle>,
+    /// The cache key of every `n` in `0..=max_n`, built once rather than per request.
+    keys: Vec<String>,
 }
 
 /// The request-path settings of the server.
@@ -92,6 +97,9 @@ impl AppState {
     pub fn new(cache: Arc<dyn Cache>, backend: impl Into<String>, settings: Settings) -> Self {
         let metrics = Arc::new(Metrics::new());
         let warnings = Arc::new(Throttle::new(Duration::from_secs(1)));
+        let keys = (0..=settings.max_n)
+            .map(|n| cache_key(&settings.prefix, n))
+            .collect();
         let engine = Engine::new(settings.limits, metrics.clone());
         let on_value: OnValue = {
             let cache = cache.clone();
@@ -133,6 +141,7 @@ impl AppState {
                 metrics,
                 on_value,
                 warnings,
+                keys,
             }),
         }
     }
@@ -258,8 +267,8 @@ fn parse_n(param: &str, max_n: u64) -> Result<u64, (StatusCode, String)> {
 
 async fn fib_response(n: u64, state: &AppState) -> Response<Body> {
     let inner = &state.inner;
-    let key = cache_key(&inner.settings.prefix, n);
-    if let Some(value) = cached(n, &key, state).await {
+    let key = &inner.keys[n as usize];
+    if let Some(value) = cached(n, key, state).await {
         inner.metrics.cache_hits.inc();
         tracing::debug!(n, "cache hit");
         return result(value, "hit");
@@ -289,7 +298,7 @@ async fn fib_response(n: u64, state: &AppState) -> Response<Body> {
 async fn cached(n: u64, key: &str, state: &AppState) -> Option<u64> {
     let inner = &state.inner;
     let timeout = inner.settings.cache_timeout;
-    match tokio::time::timeout(timeout, inner.cache.get(key)).await {
+    match bounded(timeout, inner.cache.get(key)).await {
         Ok(Ok(raw)) => match parse_cached(&raw) {
             Some(value) => Some(value),
             None => {
@@ -348,10 +357,41 @@ fn chain(err: &Error) -> String {
 }
 
 fn result(value: u64, cache: &'static str) -> Response<Body> {
-    let mut resp = json(StatusCode::OK, format!("{{\"result\":{value}}}"));
+    // `{"result":<digits>}` without the formatting machinery: this is the hit path.
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = value;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let mut body = Vec::with_capacity(12 + digits.len() - at);
+    body.extend_from_slice(b"{\"result\":");
+    body.extend_from_slice(&digits[at..]);
+    body.push(b'}');
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    resp.headers_mut().insert(CONTENT_TYPE, JSON);
     resp.headers_mut()
         .insert(X_CACHE, HeaderValue::from_static(cache));
     resp
+}
+
+/// Awaits `op` for at most `limit`. An operation that is ready at once (an in-process cache)
+/// costs no timer; only one that has to wait is raced against one.
+async fn bounded<F: Future>(
+    limit: Duration,
+    op: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut op = std::pin::pin!(op);
+    let first = std::future::poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(output) => Ok(output),
+        Poll::Pending => tokio::time::timeout(limit, op).await,
+    }
 }
 
 fn health(state: &AppState) -> Response<Body> {
@@ -436,6 +476,26 @@ mod tests {
         ] {
             assert_eq!(status(out), Err(422), "{out:?}");
         }
+    }
+
+    #[test]
+    fn result_bodies_are_the_documented_json() {
+        use http_body_util::BodyExt;
+        for value in [0u64, 7, 55, 832_040, 7_540_113_804_746_346_429, u64::MAX] {
+            let resp = result(value, "hit");
+            let body = futures_body(resp.into_body().collect());
+            assert_eq!(body, format!("{{\"result\":{value}}}"));
+        }
+    }
+
+    fn futures_body<F: Future<Output = Result<http_body_util::Collected<Bytes>, Infallible>>>(
+        fut: F,
+    ) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = rt.block_on(fut).unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
     }
 
     #[test]
