@@ -7,7 +7,7 @@ use support::{get, json, request, Server, Spawn};
 
 #[cfg(feature = "memory")]
 #[tokio::test]
-async fn results_match_the_exact_fibonacci_and_the_second_ask_is_a_hit() {
+async fn answers_match_the_exact_fibonacci_and_the_second_ask_is_a_hit() {
     let server = Server::start(&[]);
     for n in [0u64, 1, 2, 10, 30] {
         let first = get(server.addr, &format!("/fib/{n}")).await;
