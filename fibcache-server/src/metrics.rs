@@ -5,7 +5,6 @@
 //! (an `Arc` around an atomic), so counting is one atomic add.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -62,8 +61,6 @@ pub struct Metrics {
     /// Connections refused with 503 because `--max-connections` were open.
     pub connections_refused: Counter,
     duration: Histogram,
-    /// Requests in progress, for the shutdown log line.
-    in_flight: AtomicI64,
 }
 
 impl Default for Metrics {
@@ -164,7 +161,6 @@ impl Metrics {
             connections_open,
             connections_refused,
             duration,
-            in_flight: AtomicI64::new(0),
         }
     }
 
@@ -187,17 +183,6 @@ impl Metrics {
         self.finished[i].inc();
     }
 
-    /// Marks a request as started; the returned guard marks it done when dropped.
-    pub fn in_flight(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self)
-    }
-
-    /// Requests in progress now.
-    pub fn requests_in_flight(&self) -> i64 {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
     /// The Prometheus text exposition of every series.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(4096);
@@ -206,15 +191,6 @@ impl Metrics {
             let _ = writeln!(out, "# encoding failed");
         }
         out
-    }
-}
-
-/// A request in progress; see [`Metrics::in_flight`].
-pub struct InFlight<'a>(&'a Metrics);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
