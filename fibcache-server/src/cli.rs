@@ -259,13 +259,19 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         max_connections: args.max_connections.get(),
         shutdown_grace: args.shutdown_grace,
     };
-    tracing::info!(
-        addr = %local,
-        backend = %name,
-        max_n = args.max_n,
-        max_computes,
-        "listening"
-    );
+    if tracing::enabled!(tracing::Level::INFO) {
+        tracing::info!(
+            addr = %local,
+            backend = %name,
+            max_n = args.max_n,
+            max_computes,
+            "listening"
+        );
+    } else {
+        // With `--port 0` the operator has no other way to learn the port: say it even when
+        // the log level hides info lines.
+        eprintln!("fibcache: listening addr={local} backend={name}");
+    }
     run(listener, state, limits, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())

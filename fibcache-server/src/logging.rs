@@ -111,7 +111,6 @@ fn writer_thread(shared: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
         .name("fibcache-log".to_owned())
         .spawn(move || {
             let mut spare = Vec::with_capacity(64 * 1024);
-            let mut stderr = std::io::stderr().lock();
             loop {
                 let stop = {
                     let stop = shared.stop.lock().unwrap_or_else(|e| e.into_inner());
@@ -121,7 +120,9 @@ fn writer_thread(shared: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
                         .unwrap_or_else(|e| e.into_inner());
                     *stop
                 };
-                shared.flush_to(&mut stderr, &mut spare);
+                // Locked per write, not for the thread's life: a panic message or the CLI's
+                // own `eprintln!` must never wait on the log writer.
+                shared.flush_to(&mut std::io::stderr().lock(), &mut spare);
                 if stop {
                     return;
                 }
