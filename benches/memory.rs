@@ -12,8 +12,8 @@
 
 mod common;
 
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fibcache_core::{Cache, Config, Registry};
@@ -33,35 +33,19 @@ enum Op {
 /// Runs `iters` operations on each of `threads` threads at once; returns the wall time from
 /// the common start to the last thread's end.
 fn run(cache: &Arc<dyn Cache>, keys: &[String], op: Op, threads: usize, iters: u64) -> Duration {
-    let barrier = Barrier::new(threads + 1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let barrier = &barrier;
-                scope.spawn(move || {
-                    let rt = common::current_thread();
-                    barrier.wait();
-                    rt.block_on(async {
-                        for i in 0..iters as usize {
-                            let key = &keys[(i + t * 17) % KEYS];
-                            match op {
-                                Op::GetHit => {
-                                    let value = cache.get(key).await.expect("a hit");
-                                    std::hint::black_box(value);
-                                }
-                                Op::Set => cache.set(key, "832040", TTL).await.expect("set"),
-                            }
-                        }
-                    });
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        for worker in workers {
-            worker.join().expect("benchmark thread");
-        }
-        start.elapsed()
+    common::on_threads(threads, |t, rt| {
+        rt.block_on(async {
+            for i in 0..iters as usize {
+                let key = &keys[(i + t * 17) % KEYS];
+                match op {
+                    Op::GetHit => {
+                        let value = cache.get(key).await.expect("a hit");
+                        std::hint::black_box(value);
+                    }
+                    Op::Set => cache.set(key, "832040", TTL).await.expect("set"),
+                }
+            }
+        });
     })
 }
 

@@ -18,8 +18,8 @@
 
 mod common;
 
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fibcache_core::{Cache, Config, Registry};
@@ -33,26 +33,8 @@ const TTL: Duration = Duration::from_secs(3600);
 
 /// `iters` gets of [`KEY`] on each of `threads` threads started together.
 fn get_hits(cache: &Arc<dyn Cache>, threads: usize, iters: u64) -> Duration {
-    let barrier = Barrier::new(threads + 1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                let barrier = &barrier;
-                scope.spawn(move || {
-                    let rt = common::current_thread();
-                    barrier.wait();
-                    common::time_async(&rt, iters, || async {
-                        cache.get(KEY).await.expect("a hit")
-                    })
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        for worker in workers {
-            worker.join().expect("benchmark thread");
-        }
-        start.elapsed()
+    common::on_threads(threads, |_, rt| {
+        common::time_async(rt, iters, || async { cache.get(KEY).await.expect("a hit") });
     })
 }
 

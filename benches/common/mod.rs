@@ -36,6 +36,34 @@ where
     })
 }
 
+/// Runs `work(t, runtime)` on each of `threads` threads, each with a runtime of its own built
+/// beforehand, all started together on a barrier; returns the wall time from that common start
+/// to the last thread's end.
+pub fn on_threads<F>(threads: usize, work: F) -> Duration
+where
+    F: Fn(usize, &tokio::runtime::Runtime) + Sync,
+{
+    let barrier = std::sync::Barrier::new(threads + 1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (barrier, work) = (&barrier, &work);
+                scope.spawn(move || {
+                    let rt = current_thread();
+                    barrier.wait();
+                    work(t, &rt);
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        for worker in workers {
+            worker.join().expect("benchmark thread");
+        }
+        start.elapsed()
+    })
+}
+
 /// A runtime for one thread, as each benchmark thread drives its own futures.
 pub fn current_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
