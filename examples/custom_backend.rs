@@ -19,7 +19,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use fibcache_core::{async_trait, register_backend, Cache, Config, Error, Result};
+use fibcache_core::{async_trait, register_backend, Cache, Config, Result};
 
 const SHARDS: usize = 16;
 
@@ -43,15 +43,15 @@ impl Sharded {
 
 #[async_trait]
 impl Cache for Sharded {
-    async fn get(&self, key: &str) -> Result<String> {
+    async fn get(&self, key: &str) -> Result<Option<String>> {
         let mut shard = self.shard(key);
         match shard.get(key) {
-            None => Err(Error::NotFound),
+            None => Ok(None),
             Some((_, expires)) if *expires <= Instant::now() => {
                 shard.remove(key);
-                Err(Error::Expired)
+                Ok(None)
             }
-            Some((value, _)) => Ok(value.clone()),
+            Some((value, _)) => Ok(Some(value.clone())),
         }
     }
 

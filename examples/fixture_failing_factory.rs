@@ -12,10 +12,10 @@ use fibcache_core::nop::NopCache;
 use fibcache_core::{export_plugin, register_backend, Config, Error, Result};
 
 async fn create(_config: &Config) -> Result<NopCache> {
-    Err(Error::Config {
-        backend: "failing".to_owned(),
-        message: "FAILING_FIXTURE_SETTING is not set; this fixture never starts".to_owned(),
-    })
+    Err(Error::config(
+        "failing",
+        "FAILING_FIXTURE_SETTING is not set; this fixture never starts",
+    ))
 }
 
 register_backend! {

@@ -16,7 +16,7 @@ struct Panicky;
 
 #[async_trait]
 impl Cache for Panicky {
-    async fn get(&self, key: &str) -> Result<String> {
+    async fn get(&self, key: &str) -> Result<Option<String>> {
         panic!("panicky fixture: get({key}) always panics");
     }
 

@@ -9,14 +9,14 @@
 
 use std::time::Duration;
 
-use fibcache_core::{async_trait, export_plugin, register_backend, Cache, Config, Error, Result};
+use fibcache_core::{async_trait, export_plugin, register_backend, Cache, Config, Result};
 
 struct Never;
 
 #[async_trait]
 impl Cache for Never {
-    async fn get(&self, _key: &str) -> Result<String> {
-        Err(Error::NotFound)
+    async fn get(&self, _key: &str) -> Result<Option<String>> {
+        Ok(None)
     }
 
     async fn set(&self, _key: &str, _value: &str, _ttl: Duration) -> Result<()> {

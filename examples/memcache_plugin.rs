@@ -12,11 +12,10 @@
 //! ```
 //! (On macOS the library is `libmemcache_plugin.dylib`.)
 
-use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use fibcache_core::{async_trait, export_plugin, register_backend, Cache, Config, Error, Result};
+use fibcache_core::{async_trait, export_plugin, register_backend, Cache, Config, Result};
 use lru::LruCache;
 
 /// A value and the instant it stops being valid.
@@ -41,20 +40,20 @@ impl Memcache {
 
 #[async_trait]
 impl Cache for Memcache {
-    async fn get(&self, key: &str) -> Result<String> {
+    async fn get(&self, key: &str) -> Result<Option<String>> {
         let now = Instant::now();
         let mut entries = self.lock();
         let result = match entries.get(key) {
-            None => Err(Error::NotFound),
+            None => None,
             Some(entry) if entry.expires_at <= now => {
                 entries.pop(key);
-                Err(Error::Expired)
+                None
             }
-            Some(entry) => Ok(entry.value.clone()),
+            Some(entry) => Some(entry.value.clone()),
         };
         drop(entries);
-        tracing::debug!(key, hit = result.is_ok(), "memcache get");
-        result
+        tracing::debug!(key, hit = result.is_some(), "memcache get");
+        Ok(result)
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
@@ -74,9 +73,9 @@ impl Cache for Memcache {
 }
 
 async fn create(config: &Config) -> Result<Memcache> {
-    tracing::info!(capacity = config.capacity, "memcache created");
+    tracing::info!(capacity = config.capacity(), "memcache created");
     Ok(Memcache {
-        entries: Mutex::new(LruCache::new(NonZeroUsize::from(config.capacity))),
+        entries: Mutex::new(LruCache::new(config.capacity())),
     })
 }
 

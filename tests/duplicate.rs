@@ -11,8 +11,8 @@ struct Impostor;
 
 #[async_trait]
 impl Cache for Impostor {
-    async fn get(&self, _key: &str) -> Result<String> {
-        Ok("0".to_owned())
+    async fn get(&self, _key: &str) -> Result<Option<String>> {
+        Ok(Some("0".to_owned()))
     }
     async fn set(&self, _key: &str, _value: &str, _ttl: Duration) -> Result<()> {
         Ok(())

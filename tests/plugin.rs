@@ -56,9 +56,7 @@ fn registry_with(names: &[&str]) -> Registry {
 
 /// A `Config` that fails fast enough for tests (the conformance suite runs real time).
 fn config() -> Config {
-    let mut config = Config::default();
-    config.op_timeout = Duration::from_secs(2);
-    config
+    Config::default().with_op_timeout(Duration::from_secs(2))
 }
 
 // ---------------------------------------------------------------------------------------------

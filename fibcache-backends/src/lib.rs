@@ -31,7 +31,7 @@
 //! # #[cfg(feature = "memory")] {
 //! let cache = registry.create("memory", &Config::default()).await?;
 //! cache.set("fib:10", "55", Duration::from_secs(15)).await?;
-//! assert_eq!(cache.get("fib:10").await?, "55");
+//! assert_eq!(cache.get("fib:10").await?.as_deref(), Some("55"));
 //! # }
 //! # Ok(())
 //! # }

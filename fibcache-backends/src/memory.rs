@@ -7,7 +7,7 @@ use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use fibcache_core::{async_trait, Cache, Config, Error, Result};
+use fibcache_core::{async_trait, Cache, Config, Result};
 use lru::LruCache;
 use tokio::time::Instant;
 
@@ -19,9 +19,9 @@ struct Entry {
 
 /// A bounded LRU cache with a lifetime per entry.
 ///
-/// Expired entries are removed lazily: the first `get` after expiry answers
-/// [`Error::Expired`] and removes the entry, so the next answers [`Error::NotFound`]; an expired
-/// entry nobody asks for is evicted like any other when the capacity is reached.
+/// Expired entries are removed lazily: the first `get` after expiry answers `None` and removes
+/// the entry; an expired entry nobody asks for is evicted like any other when the capacity is
+/// reached.
 pub struct MemoryCache {
     /// A `std` mutex rather than tokio's: it is held for a hash lookup and never across an
     /// `.await`, and an uncontended `std` mutex is several times cheaper (see tokio's "Which
@@ -66,16 +66,16 @@ impl std::fmt::Debug for MemoryCache {
 
 #[async_trait]
 impl Cache for MemoryCache {
-    async fn get(&self, key: &str) -> Result<String> {
+    async fn get(&self, key: &str) -> Result<Option<String>> {
         let now = Instant::now();
         let mut entries = self.lock();
         match entries.get(key) {
-            None => Err(Error::NotFound),
+            None => Ok(None),
             Some(entry) if entry.expires_at <= now => {
                 entries.pop(key);
-                Err(Error::Expired)
+                Ok(None)
             }
-            Some(entry) => Ok(entry.value.clone()),
+            Some(entry) => Ok(Some(entry.value.clone())),
         }
     }
 
@@ -96,7 +96,7 @@ fn far_future() -> Instant {
 }
 
 async fn create(config: &Config) -> Result<MemoryCache> {
-    Ok(MemoryCache::new(config.capacity))
+    Ok(MemoryCache::new(config.capacity()))
 }
 
 fibcache_core::register_backend! {
@@ -114,15 +114,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_entry_expires_once_then_is_gone() {
+    async fn an_expired_entry_is_absent_and_removed() {
         let c = cache(8);
         c.set("k", "v", Duration::from_secs(15)).await.unwrap();
         tokio::time::advance(Duration::from_millis(14_999)).await;
-        assert_eq!(c.get("k").await.unwrap(), "v");
+        assert_eq!(c.get("k").await.unwrap().as_deref(), Some("v"));
         tokio::time::advance(Duration::from_millis(1)).await;
-        assert!(matches!(c.get("k").await, Err(Error::Expired)));
-        assert!(matches!(c.get("k").await, Err(Error::NotFound)));
-        assert!(c.is_empty());
+        assert_eq!(c.get("k").await.unwrap(), None);
+        assert!(c.is_empty(), "the expired entry is gone, not only hidden");
+        assert_eq!(c.get("k").await.unwrap(), None);
     }
 
     #[tokio::test(start_paused = true)]
@@ -132,7 +132,7 @@ mod tests {
         tokio::time::advance(Duration::from_secs(8)).await;
         c.set("k", "b", Duration::from_secs(10)).await.unwrap();
         tokio::time::advance(Duration::from_secs(8)).await;
-        assert_eq!(c.get("k").await.unwrap(), "b");
+        assert_eq!(c.get("k").await.unwrap().as_deref(), Some("b"));
     }
 
     #[tokio::test]
@@ -142,18 +142,18 @@ mod tests {
         c.set("a", "1", ttl).await.unwrap();
         c.set("b", "2", ttl).await.unwrap();
         // Reading `a` makes `b` the least recently used.
-        assert_eq!(c.get("a").await.unwrap(), "1");
+        assert_eq!(c.get("a").await.unwrap().as_deref(), Some("1"));
         c.set("c", "3", ttl).await.unwrap();
         assert_eq!(c.len(), 2);
-        assert!(matches!(c.get("b").await, Err(Error::NotFound)));
-        assert_eq!(c.get("a").await.unwrap(), "1");
-        assert_eq!(c.get("c").await.unwrap(), "3");
+        assert_eq!(c.get("b").await.unwrap(), None);
+        assert_eq!(c.get("a").await.unwrap().as_deref(), Some("1"));
+        assert_eq!(c.get("c").await.unwrap().as_deref(), Some("3"));
     }
 
     #[tokio::test]
     async fn a_huge_ttl_does_not_overflow() {
         let c = cache(2);
         c.set("k", "v", Duration::MAX).await.unwrap();
-        assert_eq!(c.get("k").await.unwrap(), "v");
+        assert_eq!(c.get("k").await.unwrap().as_deref(), Some("v"));
     }
 }

@@ -1,8 +1,9 @@
 //! The one error type of `fibcache-core`, shared by caches and the registry.
 //!
-//! It lives here, not in each backend, so that the server can tell "not cached" from "the
-//! backend failed" without knowing which client library a backend uses: a backend's own error
-//! travels boxed in [`Error::Backend`].
+//! It holds failures only: a cache miss is `Ok(None)`, not an error. It lives here, not in
+//! each backend, so that the server can tell "the store is unreachable" from "the store
+//! answered with a failure" without knowing which client library a backend uses: a backend's
+//! own error travels boxed as the `source`.
 
 /// A boxed error from a backend's client library.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -14,15 +15,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The key has no value.
-    #[error("key not found")]
-    NotFound,
+    /// The store could not be reached or did not answer in time (connection refused or lost,
+    /// a timeout). Asking again at once is unlikely to help: callers skip the store for a
+    /// moment.
+    #[error("backend `{backend}` is unavailable")]
+    Unavailable {
+        /// The backend's registered name.
+        backend: String,
+        /// What its client library reported.
+        #[source]
+        source: BoxError,
+    },
 
-    /// The key had a value whose lifetime is over; the value is gone now.
-    #[error("key expired")]
-    Expired,
-
-    /// The backend itself failed (connection refused, timeout, protocol error, ...).
+    /// The store answered, with a failure (an error reply, a value it cannot decode, ...).
     #[error("backend `{backend}` failed")]
     Backend {
         /// The backend's registered name.
@@ -74,7 +79,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// Wraps a client library's error as a failure of the backend `backend`.
+    /// A failure of the backend `backend` whose store answered (see [`Error::Backend`]).
     pub fn backend(backend: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::Backend {
             backend: backend.into(),
@@ -82,8 +87,20 @@ impl Error {
         }
     }
 
-    /// Whether this error only says that there is no usable value (not found or expired).
-    pub fn is_miss(&self) -> bool {
-        matches!(self, Error::NotFound | Error::Expired)
+    /// The backend `backend` could not reach its store (see [`Error::Unavailable`]).
+    pub fn unavailable(backend: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Unavailable {
+            backend: backend.into(),
+            source: source.into(),
+        }
+    }
+
+    /// A setting of the backend `backend` that the operator has to change (see
+    /// [`Error::Config`]).
+    pub fn config(backend: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config {
+            backend: backend.into(),
+            message: message.into(),
+        }
     }
 }

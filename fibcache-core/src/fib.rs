@@ -1,69 +1,58 @@
 //! The Fibonacci workload: slow on purpose, so that the cache visibly matters.
 //!
 //! [`fib_slow`] is the article's naive recursion, which makes `2 * fib(n) - 1` calls: `n = 30`
-//! takes milliseconds, `n = 45` seconds, `n = 60` days. It checks a [`Cancel`] flag as it goes,
-//! so the server can stop a computation nobody waits for any more or that ran out of time.
+//! takes milliseconds, `n = 45` seconds, `n = 60` days. It asks its caller whether to go on as
+//! it goes (the server passes a cancellation token's `is_cancelled`), so a computation nobody
+//! waits for any more, or that ran out of time, stops within milliseconds.
 //! [`fib_fast`] is the exact iterative version that tests and sanity checks compare against.
-
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The largest `n` whose Fibonacci number fits an `i64` (`fib(92) = 7540113804746346429`).
 pub const MAX_N: u64 = 92;
 
-/// Below this `n` a subtree is computed without looking at the cancel flag: `fib_slow(24)` is
-/// about 75 000 calls, well under a millisecond, so a cancel is seen within a few milliseconds
-/// while the flag costs nothing measurable.
+/// Below this `n` a subtree is computed without asking whether to stop: `fib_slow(24)` is about
+/// 75 000 calls, well under a millisecond, so a cancel is seen within a few milliseconds while
+/// asking costs nothing measurable.
 const CHECK_ABOVE: u64 = 24;
-
-/// A flag a running computation polls; set it to make the computation give up.
-#[derive(Debug, Default)]
-pub struct Cancel(AtomicBool);
-
-impl Cancel {
-    /// A flag that is not set.
-    pub const fn new() -> Self {
-        Cancel(AtomicBool::new(false))
-    }
-
-    /// Asks the computation to stop.
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether [`Cancel::cancel`] was called.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
 
 /// The computation was told to stop before it finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("computation cancelled")]
 pub struct Cancelled;
 
-/// Computes the `n`-th Fibonacci number by naive recursion, giving up when `cancel` is set.
+/// Computes the `n`-th Fibonacci number by naive recursion, giving up as soon as `cancelled`
+/// answers `true` (it is asked every ~75 000 calls, i.e. every fraction of a millisecond).
 ///
 /// Only `n <= MAX_N` is meaningful; larger `n` would overflow (and take geologic time), so the
 /// caller must bound `n` first.
 ///
 /// # Errors
-/// [`Cancelled`] when `cancel` was set before the result was known.
+/// [`Cancelled`] when `cancelled` said so before the result was known.
 ///
 /// # Panics
 /// When `n > MAX_N`.
-pub fn fib_slow(n: u64, cancel: &Cancel) -> Result<u64, Cancelled> {
+///
+/// # Example
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use fibcache_core::fib::{fib_slow, Cancelled};
+///
+/// assert_eq!(fib_slow(30, || false), Ok(832_040));
+/// let stop = AtomicBool::new(true);
+/// assert_eq!(fib_slow(90, || stop.load(Ordering::Relaxed)), Err(Cancelled));
+/// ```
+pub fn fib_slow(n: u64, cancelled: impl Fn() -> bool) -> Result<u64, Cancelled> {
     assert!(n <= MAX_N, "fib_slow({n}) is beyond MAX_N = {MAX_N}");
-    slow(n, cancel)
+    slow(n, &cancelled)
 }
 
-fn slow(n: u64, cancel: &Cancel) -> Result<u64, Cancelled> {
+fn slow(n: u64, cancelled: &impl Fn() -> bool) -> Result<u64, Cancelled> {
     if n <= CHECK_ABOVE {
         return Ok(naive(n));
     }
-    if cancel.is_cancelled() {
+    if cancelled() {
         return Err(Cancelled);
     }
-    Ok(slow(n - 1, cancel)? + slow(n - 2, cancel)?)
+    Ok(slow(n - 1, cancelled)? + slow(n - 2, cancelled)?)
 }
 
 fn naive(n: u64) -> u64 {
@@ -94,9 +83,8 @@ mod tests {
 
     #[test]
     fn slow_matches_fast_up_to_thirty() {
-        let cancel = Cancel::new();
         for n in 0..=30 {
-            assert_eq!(fib_slow(n, &cancel), Ok(fib_fast(n).unwrap()), "n = {n}");
+            assert_eq!(fib_slow(n, || false), Ok(fib_fast(n).unwrap()), "n = {n}");
         }
     }
 
@@ -109,22 +97,21 @@ mod tests {
     }
 
     #[test]
-    fn a_cancelled_flag_stops_a_long_computation() {
-        let cancel = Cancel::new();
-        cancel.cancel();
-        // fib(90) would take centuries; with the flag set it returns at once.
-        assert_eq!(fib_slow(90, &cancel), Err(Cancelled));
+    fn a_cancelled_computation_stops_at_once() {
+        // fib(90) would take centuries; told to stop, it returns at once.
+        assert_eq!(fib_slow(90, || true), Err(Cancelled));
     }
 
     #[test]
     fn cancelling_from_another_thread_stops_a_running_computation() {
-        let cancel = std::sync::Arc::new(Cancel::new());
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
         let worker = {
-            let cancel = cancel.clone();
-            std::thread::spawn(move || fib_slow(80, &cancel))
+            let stop = stop.clone();
+            std::thread::spawn(move || fib_slow(80, || stop.load(Ordering::Relaxed)))
         };
         std::thread::sleep(std::time::Duration::from_millis(20));
-        cancel.cancel();
+        stop.store(true, Ordering::Relaxed);
         assert_eq!(worker.join().unwrap(), Err(Cancelled));
     }
 }

@@ -18,7 +18,7 @@
 //! A backend in a crate of its own, registered with one macro line and created by name:
 //! ```
 //! use std::time::Duration;
-//! use fibcache_core::{async_trait, register_backend, Cache, Config, Error, Registry, Result};
+//! use fibcache_core::{async_trait, register_backend, Cache, Config, Registry, Result};
 //!
 //! /// Remembers one value at a time.
 //! #[derive(Default)]
@@ -26,11 +26,9 @@
 //!
 //! #[async_trait]
 //! impl Cache for Single {
-//!     async fn get(&self, key: &str) -> Result<String> {
-//!         match &*self.0.lock().unwrap() {
-//!             Some((k, v)) if k == key => Ok(v.clone()),
-//!             _ => Err(Error::NotFound),
-//!         }
+//!     async fn get(&self, key: &str) -> Result<Option<String>> {
+//!         let slot = self.0.lock().unwrap();
+//!         Ok(slot.as_ref().filter(|(k, _)| k == key).map(|(_, v)| v.clone()))
 //!     }
 //!     async fn set(&self, key: &str, value: &str, _ttl: Duration) -> Result<()> {
 //!         *self.0.lock().unwrap() = Some((key.to_owned(), value.to_owned()));
@@ -53,8 +51,8 @@
 //! let registry = Registry::new()?;
 //! let cache = registry.create("single", &Config::default()).await?;
 //! cache.set("fib:10", "55", Duration::from_secs(15)).await?;
-//! assert_eq!(cache.get("fib:10").await?, "55");
-//! assert!(matches!(cache.get("fib:11").await, Err(Error::NotFound)));
+//! assert_eq!(cache.get("fib:10").await?.as_deref(), Some("55"));
+//! assert_eq!(cache.get("fib:11").await?, None);
 //! # Ok(())
 //! # }
 //! ```

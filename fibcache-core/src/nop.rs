@@ -7,16 +7,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::{Cache, Config, Error, Result};
+use crate::{Cache, Config, Result};
 
-/// A cache that never stores anything: every `get` is [`Error::NotFound`].
+/// A cache that never stores anything: every `get` is `Ok(None)`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NopCache;
 
 #[async_trait]
 impl Cache for NopCache {
-    async fn get(&self, _key: &str) -> Result<String> {
-        Err(Error::NotFound)
+    async fn get(&self, _key: &str) -> Result<Option<String>> {
+        Ok(None)
     }
 
     async fn set(&self, _key: &str, _value: &str, _ttl: Duration) -> Result<()> {

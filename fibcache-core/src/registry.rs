@@ -28,29 +28,41 @@ use std::time::Duration;
 
 use crate::{Cache, Error, Result};
 
-/// What a backend factory receives: the server's cache settings, plus named settings that are
+/// What a backend factory receives: the settings every backend may read, plus named settings
 /// specific to one backend (such as `REDIS_URL`).
+///
+/// It holds only what backends read. Entry lifetimes are not here: each
+/// [`Cache::set`](crate::Cache::set) carries its own. Neither is the key namespace: the caller
+/// builds complete keys, so a backend stores keys exactly as given.
+///
+/// ```
+/// use std::num::NonZeroUsize;
+/// use std::time::Duration;
+/// use fibcache_core::Config;
+///
+/// let config = Config::default()
+///     .with_capacity(NonZeroUsize::new(500).unwrap())
+///     .with_op_timeout(Duration::from_millis(100))
+///     .with_var("REDIS_URL", "redis://127.0.0.1:6379");
+/// assert_eq!(config.capacity().get(), 500);
+/// assert_eq!(config.var("REDIS_URL").as_deref(), Some("redis://127.0.0.1:6379"));
+/// ```
 #[derive(Clone)]
 pub struct Config {
-    /// Default lifetime of an entry (`--cache-ttl`).
-    pub ttl: Duration,
     /// Most entries an in-process backend keeps (`--cache-capacity`).
-    pub capacity: NonZeroUsize,
-    /// Namespace for keys in a store shared with other programs (`--cache-prefix`).
-    pub prefix: String,
-    /// Longest a single backend operation may take before it counts as failed
+    capacity: NonZeroUsize,
+    /// Longest one operation may take before the caller counts it as failed
     /// (`--cache-timeout`).
-    pub op_timeout: Duration,
+    op_timeout: Duration,
     /// Backend-specific settings set explicitly; looked up before the process environment.
     vars: BTreeMap<String, String>,
 }
 
 impl Default for Config {
+    /// Capacity 10 000, operation timeout 250 ms, no explicit settings: the server's defaults.
     fn default() -> Self {
         Config {
-            ttl: Duration::from_secs(15),
             capacity: NonZeroUsize::new(10_000).expect("non-zero"),
-            prefix: "fib:".to_owned(),
             op_timeout: Duration::from_millis(250),
             vars: BTreeMap::new(),
         }
@@ -58,25 +70,49 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Sets the most entries an in-process backend keeps.
+    pub fn with_capacity(mut self, capacity: NonZeroUsize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Sets the longest one operation may take.
+    pub fn with_op_timeout(mut self, op_timeout: Duration) -> Self {
+        self.op_timeout = op_timeout;
+        self
+    }
+
     /// Sets a backend-specific setting, taking precedence over the environment variable of the
-    /// same name.
+    /// same name. An empty value hides the environment variable.
     pub fn with_var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.vars.insert(name.into(), value.into());
         self
     }
 
+    /// Most entries an in-process backend keeps (`--cache-capacity`).
+    pub fn capacity(&self) -> NonZeroUsize {
+        self.capacity
+    }
+
+    /// Longest one operation may take before the caller counts it as failed
+    /// (`--cache-timeout`). A backend with client timeouts of its own sets them to this.
+    pub fn op_timeout(&self) -> Duration {
+        self.op_timeout
+    }
+
     /// Returns a backend-specific setting: the value set with [`Config::with_var`], else the
-    /// process environment variable `name`, else `None` (an empty variable counts as unset).
+    /// process environment variable `name`, else `None` (an empty value counts as unset).
     pub fn var(&self, name: &str) -> Option<String> {
-        self.vars
-            .get(name)
-            .cloned()
-            .or_else(|| std::env::var(name).ok())
-            .filter(|v| !v.is_empty())
+        match self.vars.get(name) {
+            Some(value) => Some(value.clone()),
+            None => std::env::var(name).ok(),
+        }
+        .filter(|v| !v.is_empty())
     }
 
     /// The settings set explicitly with [`Config::with_var`], in name order.
-    pub fn explicit_vars(&self) -> impl Iterator<Item = (&str, &str)> {
+    #[cfg_attr(not(feature = "plugin"), allow(dead_code))]
+    pub(crate) fn explicit_vars(&self) -> impl Iterator<Item = (&str, &str)> {
         self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
@@ -85,9 +121,7 @@ impl fmt::Debug for Config {
     // Backend settings may hold passwords (`REDIS_URL`), so only their names are shown.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("ttl", &self.ttl)
             .field("capacity", &self.capacity)
-            .field("prefix", &self.prefix)
             .field("op_timeout", &self.op_timeout)
             .field("vars", &self.vars.keys().collect::<Vec<_>>())
             .finish()
@@ -132,10 +166,12 @@ impl fmt::Display for Origin {
 ///
 /// Build it with the macro rather than by hand.
 pub struct Registration {
-    name: &'static str,
-    summary: &'static str,
-    krate: &'static str,
-    factory: FactoryFn,
+    pub(crate) name: &'static str,
+    pub(crate) summary: &'static str,
+    /// The crate (`CARGO_PKG_NAME`) whose `register_backend!` line made this registration; a
+    /// plugin exports only the registrations of the crate that invokes `export_plugin!`.
+    pub(crate) krate: &'static str,
+    pub(crate) factory: FactoryFn,
 }
 
 impl Registration {
@@ -155,30 +191,9 @@ impl Registration {
         }
     }
 
-    /// The name the backend is selected by.
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
-    /// The one-line summary shown by `--list-backends`.
-    pub fn summary(&self) -> &'static str {
-        self.summary
-    }
-
-    /// The crate (`CARGO_PKG_NAME`) whose `register_backend!` line made this registration; a
-    /// plugin exports only the registrations of the crate that invokes `export_plugin!`.
-    pub fn krate(&self) -> &'static str {
-        self.krate
-    }
-
-    /// The factory.
-    pub fn factory(&self) -> FactoryFn {
-        self.factory
-    }
-
     /// Every registration linked into this binary (or, inside a plugin, into that library), in
     /// unspecified order.
-    pub fn all() -> impl Iterator<Item = &'static Registration> {
+    pub(crate) fn all() -> impl Iterator<Item = &'static Registration> {
         inventory::iter::<Registration>.into_iter()
     }
 }
@@ -366,14 +381,14 @@ fn ordered(a: String, b: String) -> (String, String) {
 /// # Example
 /// ```
 /// use std::time::Duration;
-/// use fibcache_core::{async_trait, register_backend, Cache, Config, Error, Result};
+/// use fibcache_core::{async_trait, register_backend, Cache, Config, Result};
 ///
 /// struct Forgetful;
 ///
 /// #[async_trait]
 /// impl Cache for Forgetful {
-///     async fn get(&self, _key: &str) -> Result<String> {
-///         Err(Error::NotFound)
+///     async fn get(&self, _key: &str) -> Result<Option<String>> {
+///         Ok(None)
 ///     }
 ///     async fn set(&self, _key: &str, _value: &str, _ttl: Duration) -> Result<()> {
 ///         Ok(())

@@ -229,11 +229,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .cache
         .clone()
         .unwrap_or_else(|| default_backend(&registry).to_owned());
-    let mut config = Config::default();
-    config.ttl = args.cache_ttl;
-    config.capacity = args.cache_capacity;
-    config.prefix = args.cache_prefix.clone();
-    config.op_timeout = args.cache_timeout;
+    let config = Config::default()
+        .with_capacity(args.cache_capacity)
+        .with_op_timeout(args.cache_timeout);
     let cache: Arc<dyn Cache> = registry.create(&name, &config).await.map_err(startup)?;
     let addr = resolve(&args.host, args.port)?;
     let listener = bind(addr).map_err(|e| startup(format!("cannot listen on {addr}: {e}")))?;

@@ -17,7 +17,23 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use fibcache_core::fib::{fib_slow, Cancel};
+use fibcache_core::fib::fib_slow;
+
+/// A flag a running computation polls.
+#[derive(Debug, Default)]
+struct Cancel(std::sync::atomic::AtomicBool);
+
+impl Cancel {
+    fn new() -> Self {
+        Cancel::default()
+    }
+    fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::{Finished, Metrics};
@@ -201,7 +217,7 @@ impl Engine {
         metrics.computations_running.inc();
         let cancel = flight.cancel.clone();
         let running = tokio::task::spawn_blocking(move || {
-            let result = fib_slow(n, &cancel);
+            let result = fib_slow(n, || cancel.is_cancelled());
             drop(permit);
             result
         });

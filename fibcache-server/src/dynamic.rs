@@ -398,12 +398,11 @@ impl Outcome {
     /// The failure as a `fibcache_core` error of the backend `name`.
     fn into_error(self, name: &str) -> Error {
         match self.status {
-            Status::NOT_FOUND => Error::NotFound,
-            Status::EXPIRED => Error::Expired,
             Status::CONFIG => Error::Config {
                 backend: name.to_owned(),
                 message: self.text,
             },
+            Status::UNAVAILABLE => Error::unavailable(name, self.text),
             _ => Error::backend(name, self.describe()),
         }
     }
@@ -412,9 +411,8 @@ impl Outcome {
     fn describe(&self) -> String {
         match self.status {
             Status::PANICKED => format!("the plugin panicked: {}", self.text),
-            Status::FAILED | Status::CONFIG => self.text.clone(),
-            Status::NOT_FOUND => "key not found".to_owned(),
-            Status::EXPIRED => "key expired".to_owned(),
+            Status::FAILED | Status::CONFIG | Status::UNAVAILABLE => self.text.clone(),
+            Status::ABSENT => "no value".to_owned(),
             Status(other) => format!("the plugin answered with unknown status {other}"),
         }
     }
@@ -533,7 +531,7 @@ impl PluginCache {
         let (ctx, rx) = completion(self.api);
         start(ctx);
         let outcome = rx.await.map_err(|_| self.vanished())?;
-        if outcome.status == Status::OK {
+        if outcome.status == Status::OK || outcome.status == Status::ABSENT {
             Ok(outcome)
         } else {
             Err(outcome.into_error(&self.name))
@@ -550,7 +548,7 @@ impl PluginCache {
 
 #[async_trait]
 impl Cache for PluginCache {
-    async fn get(&self, key: &str) -> fibcache_core::Result<String> {
+    async fn get(&self, key: &str) -> fibcache_core::Result<Option<String>> {
         let outcome = self
             .call(|ctx| {
                 // SAFETY: the instance is alive (released only in `drop`), the key outlives
@@ -558,7 +556,7 @@ impl Cache for PluginCache {
                 unsafe { (self.api.get)(self.instance.0, RStr::new(key), ctx, on_done) }
             })
             .await?;
-        Ok(outcome.text)
+        Ok((outcome.status == Status::OK).then_some(outcome.text))
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> fibcache_core::Result<()> {

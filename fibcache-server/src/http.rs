@@ -299,7 +299,8 @@ async fn cached(n: u64, key: &str, state: &AppState) -> Option<u64> {
     let inner = &state.inner;
     let timeout = inner.settings.cache_timeout;
     match bounded(timeout, inner.cache.get(key)).await {
-        Ok(Ok(raw)) => match parse_cached(&raw) {
+        Ok(Ok(None)) => None,
+        Ok(Ok(Some(raw))) => match parse_cached(&raw) {
             Some(value) => Some(value),
             None => {
                 inner.metrics.cache_errors.inc();
@@ -308,7 +309,6 @@ async fn cached(n: u64, key: &str, state: &AppState) -> Option<u64> {
                 None
             }
         },
-        Ok(Err(err)) if err.is_miss() => None,
         Ok(Err(err)) => {
             inner.metrics.cache_errors.inc();
             let cause = chain(&err);

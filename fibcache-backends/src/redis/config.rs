@@ -61,7 +61,7 @@ impl RedisConfig {
     /// not a positive number of milliseconds.
     pub fn from_config(config: &Config) -> Result<Self> {
         let op_timeout = match config.var("REDIS_TIMEOUT_MS") {
-            None => config.op_timeout,
+            None => config.op_timeout(),
             Some(raw) => parse_timeout_ms(&raw)?,
         };
         if op_timeout.is_zero() {
@@ -419,8 +419,7 @@ mod tests {
                 RedisConfig::from_config(&clean().with_var("REDIS_TIMEOUT_MS", bad)).unwrap_err();
             assert!(message(err).contains("REDIS_TIMEOUT_MS"), "{bad}");
         }
-        let mut zero = clean();
-        zero.op_timeout = Duration::ZERO;
+        let zero = clean().with_op_timeout(Duration::ZERO);
         assert!(RedisConfig::from_config(&zero).is_err());
     }
 

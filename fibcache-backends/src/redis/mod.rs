@@ -26,8 +26,7 @@
 //!
 //! # Keys and values
 //! Keys are stored exactly as given: the server already builds them as `<prefix><n>` from
-//! `--cache-prefix` (default `fib:`), so this backend does **not** add [`Config::prefix`] a
-//! second time. A value and its lifetime are written by one `SET key value PX <ms>`, so no
+//! `--cache-prefix` (default `fib:`), so this backend adds no prefix of its own. A value and its lifetime are written by one `SET key value PX <ms>`, so no
 //! entry ever exists without its TTL. A TTL is rounded up to whole milliseconds, at least 1 (a
 //! zero TTL would make `SET` fail) and at most 100 years.
 //!
@@ -38,8 +37,7 @@
 //! # Guarantees and non-guarantees
 //! - A value read is a value some client wrote under that key; whether it parses as a number
 //!   is the caller's business (the server checks, and overwrites garbage).
-//! - Expiry is Redis's: an expired key reads as [`Error::NotFound`], never as
-//!   [`Error::Expired`].
+//! - Expiry is Redis's: an expired key reads as `None`, like one never set.
 //! - Settings are read once, at creation. If the server's password changes while fibcache
 //!   runs, operations keep failing (fast) until fibcache is restarted with the new one.
 
@@ -185,11 +183,10 @@ impl fmt::Debug for RedisCache {
 
 #[async_trait]
 impl Cache for RedisCache {
-    async fn get(&self, key: &str) -> Result<String> {
+    async fn get(&self, key: &str) -> Result<Option<String>> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(key);
-        let value: Option<String> = self.inner.query(&cmd).await?;
-        value.ok_or(Error::NotFound)
+        self.inner.query(&cmd).await
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {

@@ -60,9 +60,9 @@ pub unsafe fn init(krate: &'static str, host: *const HostApi, ctx: *mut c_void, 
     guarded(Reply { ctx, done }, |slot| {
         EXPORTED.get_or_init(|| {
             let mut mine: Vec<_> = Registration::all()
-                .filter(|reg| reg.krate() == krate)
+                .filter(|reg| reg.krate == krate)
                 .collect();
-            mine.sort_by_key(|reg| reg.name());
+            mine.sort_by_key(|reg| reg.name);
             mine
         });
         // SAFETY: the caller guarantees `host` for the duration of this call, and the log
@@ -92,8 +92,8 @@ unsafe extern "C" fn backend_info(index: usize, out: *mut BackendInfo) -> Status
     catch_unwind(AssertUnwindSafe(|| match exported().get(index) {
         Some(reg) => {
             let info = BackendInfo {
-                name: RStr::new(reg.name()),
-                summary: RStr::new(reg.summary()),
+                name: RStr::new(reg.name),
+                summary: RStr::new(reg.summary),
             };
             // SAFETY: the host passes a pointer to a writable `BackendInfo`.
             unsafe { out.write(info) };
@@ -113,7 +113,7 @@ unsafe extern "C" fn create(index: usize, config: *const FfiConfig, ctx: *mut c_
         // SAFETY: the host passes a config valid for the duration of this call; it is
         // copied here, before anything is deferred.
         let config = unsafe { (*config).to_config() };
-        let factory = reg.factory();
+        let factory = reg.factory;
         let runtime = runtime();
         let reply = take(slot);
         drive(runtime, async move {
@@ -141,7 +141,8 @@ unsafe extern "C" fn get(instance: *const Instance, key: RStr, ctx: *mut c_void,
         let reply = take(slot);
         drive(runtime, async move {
             match CatchUnwind(cache.get(&key)).await {
-                Ok(Ok(value)) => reply.send(Status::OK, &value, std::ptr::null()),
+                Ok(Ok(Some(value))) => reply.send(Status::OK, &value, std::ptr::null()),
+                Ok(Ok(None)) => reply.send(Status::ABSENT, "", std::ptr::null()),
                 Ok(Err(err)) => reply.fail(&err),
                 Err(panic) => reply.panicked(&*panic),
             }
@@ -250,8 +251,7 @@ impl Reply {
 
     fn fail(self, err: &Error) {
         let (status, text) = match err {
-            Error::NotFound => (Status::NOT_FOUND, String::new()),
-            Error::Expired => (Status::EXPIRED, String::new()),
+            Error::Unavailable { .. } => (Status::UNAVAILABLE, chain(err)),
             Error::Config { message, .. } => (Status::CONFIG, message.clone()),
             other => (Status::FAILED, chain(other)),
         };

@@ -80,7 +80,7 @@ mod log;
 
 /// The version of this boundary. Bump it whenever any `#[repr(C)]` type or `extern "C"`
 /// signature of this module changes; a host refuses plugins of any other version.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// The first bytes of every [`Handshake`]: proof that the symbol is a fibcache handshake.
 pub const MAGIC: [u8; 16] = *b"fibcache-plugin\0";
@@ -183,12 +183,13 @@ pub struct Status(pub u32);
 impl Status {
     /// Success. For `get`, the text is the value; for `create`, the instance is set.
     pub const OK: Status = Status(0);
-    /// [`Error::NotFound`](crate::Error::NotFound).
-    pub const NOT_FOUND: Status = Status(1);
-    /// [`Error::Expired`](crate::Error::Expired).
-    pub const EXPIRED: Status = Status(2);
+    /// A `get` found no value (`Ok(None)`).
+    pub const ABSENT: Status = Status(1);
     /// The backend failed; the text says why (becomes [`Error::Backend`](crate::Error::Backend)).
     pub const FAILED: Status = Status(3);
+    /// The store could not be reached; the text says why (becomes
+    /// [`Error::Unavailable`](crate::Error::Unavailable)).
+    pub const UNAVAILABLE: Status = Status(6);
     /// The configuration is wrong; the text says what to change (becomes
     /// [`Error::Config`](crate::Error::Config)).
     pub const CONFIG: Status = Status(4);
@@ -233,12 +234,8 @@ pub struct FfiVar {
 #[repr(C)]
 #[derive(Debug)]
 pub struct FfiConfig {
-    /// [`Config::ttl`].
-    pub ttl: FfiDuration,
     /// [`Config::capacity`].
     pub capacity: usize,
-    /// [`Config::prefix`].
-    pub prefix: RStr,
     /// [`Config::op_timeout`].
     pub op_timeout: FfiDuration,
     /// The explicit variables, `vars_len` of them.
@@ -267,10 +264,8 @@ impl<'a> ConfigView<'a> {
             })
             .collect();
         let ffi = FfiConfig {
-            ttl: config.ttl.into(),
-            capacity: config.capacity.get(),
-            prefix: RStr::new(&config.prefix),
-            op_timeout: config.op_timeout.into(),
+            capacity: config.capacity().get(),
+            op_timeout: config.op_timeout().into(),
             vars: vars.as_ptr(),
             vars_len: vars.len(),
         };
@@ -293,12 +288,10 @@ impl FfiConfig {
     /// # Safety
     /// Every pointer in `self` must be valid as documented on the fields.
     pub unsafe fn to_config(&self) -> Config {
-        let mut config = Config::default();
-        config.ttl = self.ttl.into();
-        config.capacity = NonZeroUsize::new(self.capacity).unwrap_or(config.capacity);
-        // SAFETY: the caller guarantees the pointers.
-        config.prefix = unsafe { self.prefix.to_string_lossy() };
-        config.op_timeout = self.op_timeout.into();
+        let mut config = Config::default().with_op_timeout(self.op_timeout.into());
+        if let Some(capacity) = NonZeroUsize::new(self.capacity) {
+            config = config.with_capacity(capacity);
+        }
         let vars: &[FfiVar] = if self.vars_len == 0 || self.vars.is_null() {
             &[]
         } else {
@@ -392,7 +385,7 @@ pub struct PluginApi {
     /// Creates an instance of the backend `index` from `config`.
     pub create:
         unsafe extern "C" fn(index: usize, config: *const FfiConfig, ctx: *mut c_void, done: Done),
-    /// Reads `key`: [`Status::OK`] with the value, [`Status::NOT_FOUND`], [`Status::EXPIRED`],
+    /// Reads `key`: [`Status::OK`] with the value, [`Status::ABSENT`],
     /// or a failure.
     pub get:
         unsafe extern "C" fn(instance: *const Instance, key: RStr, ctx: *mut c_void, done: Done),
@@ -494,14 +487,14 @@ pub fn core_versions_compatible(plugin: &str, host: &str) -> bool {
 /// `Cargo.toml` and `fibcache-core` with the `plugin` feature as a dependency:
 /// ```no_run
 /// use std::time::Duration;
-/// use fibcache_core::{async_trait, export_plugin, register_backend, Cache, Config, Error, Result};
+/// use fibcache_core::{async_trait, export_plugin, register_backend, Cache, Config, Result};
 ///
 /// struct Forgetful;
 ///
 /// #[async_trait]
 /// impl Cache for Forgetful {
-///     async fn get(&self, _key: &str) -> Result<String> {
-///         Err(Error::NotFound)
+///     async fn get(&self, _key: &str) -> Result<Option<String>> {
+///         Ok(None)
 ///     }
 ///     async fn set(&self, _key: &str, _value: &str, _ttl: Duration) -> Result<()> {
 ///         Ok(())
@@ -586,11 +579,11 @@ mod tests {
 
     #[test]
     fn a_config_crosses_with_its_explicit_vars() {
-        let mut config = Config::default()
+        let config = Config::default()
+            .with_capacity(NonZeroUsize::new(77).unwrap())
+            .with_op_timeout(Duration::from_millis(1500))
             .with_var("REDIS_URL", "redis://127.0.0.1:1")
             .with_var("EMPTY", "");
-        config.ttl = Duration::from_millis(1500);
-        config.prefix = "x:".to_owned();
         let view = ConfigView::new(&config);
         // SAFETY: `view` is alive and points into `config`.
         let back = unsafe { (*view.as_ffi()).to_config() };
@@ -602,20 +595,20 @@ mod tests {
         assert_eq!(back.explicit_vars().count(), 2);
     }
 
-    /// The layout of ABI version 1 on 64-bit targets. A change here without an
+    /// The layout of ABI version 2 on 64-bit targets. A change here without an
     /// [`ABI_VERSION`] bump would make old plugins misread: this test is the reminder.
     #[test]
     #[cfg(target_pointer_width = "64")]
-    fn the_abi_layout_is_that_of_version_1() {
+    fn the_abi_layout_is_that_of_version_2() {
         use std::mem::{offset_of, size_of};
-        assert_eq!(ABI_VERSION, 1);
+        assert_eq!(ABI_VERSION, 2);
         assert_eq!(offset_of!(HandshakeHead, abi_version), 16);
         assert_eq!(offset_of!(HandshakeHead, core_version), 24);
         assert_eq!(size_of::<HandshakeHead>(), 40);
         assert_eq!(size_of::<Handshake>(), 88);
         assert_eq!(size_of::<PluginApi>(), 7 * 8);
         assert_eq!(size_of::<HostApi>(), 24);
-        assert_eq!(size_of::<FfiConfig>(), 72);
+        assert_eq!(size_of::<FfiConfig>(), 40);
         assert_eq!(size_of::<LogRecord>(), 64);
     }
 }
