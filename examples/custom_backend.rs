@@ -78,5 +78,5 @@ register_backend! {
 }
 
 fn main() -> std::process::ExitCode {
-    fibcache_server::cli::main()
+    fibcache_server::cli::main(fibcache_server::about!())
 }

@@ -1,9 +1,9 @@
-//! The `fibcache` binary: forwards the Cargo features to the workspace crates and starts the
-//! server (see `fibcache_server::cli`).
+//! The `fibcache` binary: the server's command line under this package's name, version and
+//! description (see `fibcache_server::cli`). The package forwards its Cargo features to
+//! `fibcache-server`, which links the backends they enable.
 
-// Referenced so that the linker keeps every backend this build's features enable.
-use fibcache_backends as _;
+#![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
-    fibcache_server::cli::main()
+    fibcache_server::cli::main(fibcache_server::about!())
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fibcache_core::{async_trait, Cache, Error, Result};
-use fibcache_server::{run, AppState, ConnLimits, Settings};
+use fibcache_server::{run, App, ConnLimits, Settings};
 use support::{get, json};
 
 /// A map that can be told to misbehave.
@@ -63,7 +63,7 @@ impl Cache for Rigged {
 
 struct InProcess {
     addr: std::net::SocketAddr,
-    state: AppState,
+    app: App,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -71,18 +71,16 @@ struct InProcess {
 async fn serve(cache: Arc<Rigged>) -> InProcess {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let settings = Settings {
-        cache_timeout: Duration::from_millis(100),
-        ..Settings::default()
-    };
-    let state = AppState::new(cache, "rigged", settings);
+    let mut settings = Settings::default();
+    settings.cache_timeout = Duration::from_millis(100);
+    let app = App::new(cache, "rigged", settings);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(run(listener, state.clone(), ConnLimits::default(), async {
+    let task = tokio::spawn(run(listener, app.clone(), ConnLimits::default(), async {
         let _ = stopped.await;
     }));
     InProcess {
         addr,
-        state,
+        app,
         stop: Some(stop),
         task,
     }
@@ -95,7 +93,7 @@ impl InProcess {
     }
 
     fn counter(&self, name: &str) -> u64 {
-        let text = self.state.metrics().encode();
+        let text = self.app.metrics().encode();
         support::metric_value(&text, name).unwrap() as u64
     }
 

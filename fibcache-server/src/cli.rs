@@ -3,6 +3,14 @@
 //! Every flag has an environment variable, and `--help` shows both. A start-up failure
 //! (unknown backend, bad setting, plugin that cannot be loaded) prints one line naming the fix
 //! and exits with status 2.
+//!
+//! A binary of your own gets the whole command line with one call, under its own name,
+//! version and description, and serves every backend linked into it (yours included):
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     fibcache_server::cli::main(fibcache_server::about!())
+//! }
+//! ```
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::num::NonZeroUsize;
@@ -11,100 +19,118 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser};
 use fibcache_core::{fib, Cache, Config, Registry};
 
-use crate::compute::Limits;
-use crate::http::{AppState, Settings};
+use crate::logging::LogFormat;
 use crate::server::{bind, run, ConnLimits};
+use crate::{App, Settings};
 
-/// A Fibonacci HTTP service whose cache backend is chosen by name at run time.
+/// Who the binary is: what `--version` and `--help` show, and the name error lines start with.
+///
+/// Build it with [`about!`](crate::about), which takes the values from the Cargo package of the
+/// binary that calls it.
+#[derive(Debug, Clone, Copy)]
+pub struct About {
+    /// The binary's name (`CARGO_PKG_NAME`).
+    pub name: &'static str,
+    /// Its version (`CARGO_PKG_VERSION`).
+    pub version: &'static str,
+    /// Its one-line description (`CARGO_PKG_DESCRIPTION`).
+    pub description: &'static str,
+}
+
+/// The [`About`] of the Cargo package that invokes it: name, version and description from
+/// its `Cargo.toml`.
+#[macro_export]
+macro_rules! about {
+    () => {
+        $crate::cli::About {
+            name: ::std::env!("CARGO_PKG_NAME"),
+            version: ::std::env!("CARGO_PKG_VERSION"),
+            description: ::std::env!("CARGO_PKG_DESCRIPTION"),
+        }
+    };
+}
+
+/// The flags; name, version and description come from the [`About`] given to [`main`].
 #[derive(Debug, Parser)]
-#[command(name = "fibcache", version, about, long_about = None)]
-pub struct Args {
+#[command(long_about = None)]
+struct Args {
     /// Address to bind.
     #[arg(long, env = "FIB_HOST", default_value = "127.0.0.1")]
-    pub host: String,
+    host: String,
 
     /// Port to bind; 0 picks a free one (the bound address is logged).
     #[arg(long, env = "FIB_PORT", default_value_t = 8080)]
-    pub port: u16,
+    port: u16,
 
     /// Cache backend, by name [default: memory if compiled in, else nop].
     #[arg(long, env = "FIB_CACHE")]
-    pub cache: Option<String>,
+    cache: Option<String>,
 
     /// Lifetime of a cached entry (e.g. 500ms, 15s, 1h).
     #[arg(long, env = "FIB_CACHE_TTL", default_value = "15s", value_parser = duration)]
-    pub cache_ttl: Duration,
+    cache_ttl: Duration,
 
     /// Most entries the memory backend keeps (least recently used goes first).
     #[arg(long, env = "FIB_CACHE_CAPACITY", default_value = "10000")]
-    pub cache_capacity: NonZeroUsize,
+    cache_capacity: NonZeroUsize,
 
     /// Key namespace in shared stores: the key of n is this prefix followed by n (fib:30).
     #[arg(long, env = "FIB_CACHE_PREFIX", default_value = "fib:")]
-    pub cache_prefix: String,
+    cache_prefix: String,
 
     /// Longest one cache operation may take; past it the request computes instead.
     #[arg(long, env = "FIB_CACHE_TIMEOUT", default_value = "250ms", value_parser = duration)]
-    pub cache_timeout: Duration,
+    cache_timeout: Duration,
 
     /// Largest n accepted (at most 92: fib(92) is the largest that fits an i64).
     #[arg(long, env = "FIB_MAX_N", default_value_t = fib::MAX_N,
           value_parser = clap::value_parser!(u64).range(0..=fib::MAX_N))]
-    pub max_n: u64,
+    max_n: u64,
 
     /// Computations running at once [default: number of CPUs].
     #[arg(long, env = "FIB_MAX_COMPUTES")]
-    pub max_computes: Option<NonZeroUsize>,
+    max_computes: Option<NonZeroUsize>,
 
     /// A computation running longer is cancelled; its waiters get 504.
     #[arg(long, env = "FIB_COMPUTE_TIMEOUT", default_value = "30s", value_parser = duration)]
-    pub compute_timeout: Duration,
+    compute_timeout: Duration,
 
     /// Longest a cold request waits for a free computation slot before it gets 503.
     #[arg(long, env = "FIB_QUEUE_WAIT", default_value = "100ms", value_parser = duration)]
-    pub queue_wait: Duration,
+    queue_wait: Duration,
 
     /// A client that has not sent its request head by then is dropped; an idle keep-alive
     /// connection is closed after the same time.
     #[arg(long, env = "FIB_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
-    pub header_timeout: Duration,
+    header_timeout: Duration,
 
     /// Connections open at once; one more is answered 503 and closed.
     #[arg(long, env = "FIB_MAX_CONNECTIONS", default_value = "1024")]
-    pub max_connections: NonZeroUsize,
+    max_connections: NonZeroUsize,
 
     /// How long in-flight requests may finish after SIGINT/SIGTERM.
     #[arg(long, env = "FIB_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
-    pub shutdown_grace: Duration,
+    shutdown_grace: Duration,
 
     /// Log level or filter (e.g. debug, or info,fibcache_server=debug); RUST_LOG adds to it.
     #[arg(long, env = "FIB_LOG", default_value = "info")]
-    pub log_level: String,
+    log_level: String,
 
     /// Log format.
     #[arg(long, env = "FIB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    log_format: LogFormat,
 
     /// Shared library to load backends from (feature `dynamic`); repeatable, `:`-separated in
     /// the environment variable.
     #[arg(long = "plugin", env = "FIB_CACHE_PLUGIN", value_delimiter = ':')]
-    pub plugins: Vec<PathBuf>,
+    plugins: Vec<PathBuf>,
 
     /// Print the available backends, one a line (name, origin, summary), and exit.
     #[arg(long)]
-    pub list_backends: bool,
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object a line.
-    Json,
+    list_backends: bool,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -120,10 +146,18 @@ fn startup(err: impl std::fmt::Display) -> anyhow::Error {
     anyhow::Error::new(Startup(err.to_string()))
 }
 
-/// Runs the `fibcache` binary: parses the command line, starts the server, and returns the
-/// process exit code (0 after a graceful shutdown, 2 for a start-up failure).
-pub fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+/// Runs the server binary described by `about`: parses the command line, starts the server,
+/// and returns the process exit code (0 after a graceful shutdown, 2 for a start-up failure).
+pub fn main(about: About) -> ExitCode {
+    let command = Args::command()
+        .name(about.name)
+        .bin_name(about.name)
+        .version(about.version)
+        .about(about.description);
+    let args = match command
+        .try_get_matches()
+        .and_then(|matches| Args::from_arg_matches(&matches))
+    {
         Ok(args) => args,
         Err(err) => {
             use clap::error::ErrorKind;
@@ -138,14 +172,14 @@ pub fn main() -> ExitCode {
             let rendered = err.render().to_string();
             let first = rendered.lines().next().unwrap_or("invalid arguments");
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("fibcache: error: {first} (see --help)");
+            eprintln!("{}: error: {first} (see --help)", about.name);
             return ExitCode::from(2);
         }
     };
     let _guard = match crate::logging::init(&args.log_level, args.log_format) {
         Ok(guard) => guard,
         Err(err) => {
-            eprintln!("fibcache: error: {err:#}");
+            eprintln!("{}: error: {err:#}", about.name);
             return ExitCode::from(2);
         }
     };
@@ -155,11 +189,14 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(err) => {
-            eprintln!("fibcache: error: cannot start the async runtime: {err}");
+            eprintln!(
+                "{}: error: cannot start the async runtime: {err}",
+                about.name
+            );
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(serve(args));
+    let result = runtime.block_on(serve(args, about));
     // Computations still running after the grace period were cancelled and stop within
     // milliseconds; do not wait on anything longer than that.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -169,19 +206,15 @@ pub fn main() -> ExitCode {
             let code = if err.is::<Startup>() { 2 } else { 1 };
             // Flush what was logged before the error, so the error is the last line.
             drop(_guard);
-            eprintln!("fibcache: error: {err:#}");
+            eprintln!("{}: error: {err:#}", about.name);
             ExitCode::from(code)
         }
     }
 }
 
 /// The registry of this binary: built-in backends, then plugins.
-///
-/// # Errors
-/// A duplicate name, or a plugin that cannot be loaded.
-pub fn registry(plugins: &[PathBuf]) -> anyhow::Result<Registry> {
-    let mut registry = Registry::new().map_err(startup)?;
-    fibcache_backends::note_optional(&mut registry);
+fn registry(plugins: &[PathBuf]) -> anyhow::Result<Registry> {
+    let mut registry = crate::backends().map_err(startup)?;
     load_plugins(plugins, &mut registry)?;
     Ok(registry)
 }
@@ -203,16 +236,7 @@ fn load_plugins(plugins: &[PathBuf], _registry: &mut Registry) -> anyhow::Result
     }
 }
 
-/// The backend used when none is named.
-pub fn default_backend(registry: &Registry) -> &'static str {
-    if registry.contains("memory") {
-        "memory"
-    } else {
-        "nop"
-    }
-}
-
-async fn serve(args: Args) -> anyhow::Result<()> {
+async fn serve(args: Args, about: About) -> anyhow::Result<()> {
     let registry = registry(&args.plugins)?;
     if args.list_backends {
         for backend in registry.iter() {
@@ -228,7 +252,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let name = args
         .cache
         .clone()
-        .unwrap_or_else(|| default_backend(&registry).to_owned());
+        .unwrap_or_else(|| crate::default_backend(&registry).to_owned());
     let config = Config::default()
         .with_capacity(args.cache_capacity)
         .with_op_timeout(args.cache_timeout);
@@ -245,13 +269,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         prefix: args.cache_prefix.clone(),
         ttl: args.cache_ttl,
         cache_timeout: args.cache_timeout,
-        limits: Limits {
-            max_computes,
-            compute_timeout: args.compute_timeout,
-            queue_wait: args.queue_wait,
-        },
+        max_computes,
+        compute_timeout: args.compute_timeout,
+        queue_wait: args.queue_wait,
     };
-    let state = AppState::new(cache, name.clone(), settings);
+    let app = App::new(cache, name.clone(), settings);
     let limits = ConnLimits {
         header_timeout: args.header_timeout,
         max_connections: args.max_connections.get(),
@@ -268,9 +290,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     } else {
         // With `--port 0` the operator has no other way to learn the port: say it even when
         // the log level hides info lines.
-        eprintln!("fibcache: listening addr={local} backend={name}");
+        eprintln!("{}: listening addr={local} backend={name}", about.name);
     }
-    run(listener, state, limits, shutdown_signal()).await;
+    run(listener, app, limits, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,32 +1,51 @@
-//! The fibcache HTTP server: routing, coalesced and bounded computation, metrics, and the CLI.
+//! The fibcache HTTP server: routing, coalesced and bounded computation, metrics, and the CLI,
+//! as a library.
 //!
 //! It serves `GET /fib/{n}` (a deliberately slow Fibonacci, cached), `GET /healthz` and
 //! `GET /metrics` on hyper 1 and tokio, answering from whichever [`fibcache_core::Cache`] the
 //! operator picked by name. The cache can never make an answer wrong or an error: a failed,
 //! slow or garbled cache read makes the request compute instead.
 //!
+//! Three ways to use it, from the most packaged to the least:
+//! - **A binary of your own**: `fn main() -> ExitCode { fibcache_server::cli::main(fibcache_server::about!()) }`
+//!   gives the whole `fibcache` command line under your binary's name, with every backend
+//!   linked into it (yours included, registered with `fibcache_core::register_backend!`).
+//! - **Your accept loop, our app**: [`App`] is a cloneable [`tower_service::Service`] that
+//!   carries everything about one request (routing, limits, coalescing, metrics, JSON
+//!   errors); nest it in axum with `Router::new().nest_service("/api", app)`.
+//! - **Our accept loop**: [`run`] serves an [`App`] on a listener you bound, with the
+//!   connection limits of [`ConnLimits`], until the shutdown future you pass completes.
+//!
 //! # Overview
+//! - [`app`]: [`App`], [`Settings`], routing and responses.
+//! - [`engine`]: the request path of `GET /fib/{n}` ([`Engine::fib`]): cache, coalescing,
+//!   the bounded computation pool, cancellation and timeouts.
 //! - [`server`]: [`run`] (the accept loop, connection limits, graceful shutdown).
-//! - [`http`]: routing and handlers, [`AppState`].
-//! - [`compute`]: request coalescing, the bounded computation pool, cancellation and timeouts.
 //! - [`metrics`]: the Prometheus series.
 //! - [`cli`]: flags and environment variables, start-up and exit codes.
-//! - `dynamic` (feature `dynamic`): loading backends from shared libraries.
+//!
+//! # Optional features
+//! - `memory` (default): the in-process LRU backend `memory`.
+//! - `redis`: the Redis backend `redis`.
+//! - `dynamic`: `--plugin`, backends loaded from shared libraries.
+//!
+//! A crate that depends on `fibcache-server` gets `memory` unless it turns default features
+//! off; the features are those of `fibcache-backends`, forwarded.
 //!
 //! # Example
-//! Serve from an in-process cache on a free port, ask once, and shut down:
+//! Serve from the `nop` backend on a free port, ask once, and shut down:
 //! ```
 //! # #[tokio::main]
 //! # async fn main() -> anyhow::Result<()> {
-//! use std::sync::Arc;
-//! use fibcache_server::{run, AppState, ConnLimits, Settings};
+//! use fibcache_core::Config;
+//! use fibcache_server::{run, App, ConnLimits, Settings};
 //!
+//! let cache = fibcache_server::backends()?.create("nop", &Config::default()).await?;
+//! let app = App::new(cache, "nop", Settings::default());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let addr = listener.local_addr()?;
-//! let cache = Arc::new(fibcache_core::nop::NopCache);
-//! let state = AppState::new(cache, "nop", Settings::default());
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-//! let server = tokio::spawn(run(listener, state, ConnLimits::default(), async {
+//! let server = tokio::spawn(run(listener, app, ConnLimits::default(), async {
 //!     let _ = stopped.await;
 //! }));
 //!
@@ -48,15 +67,39 @@
 // Referenced so that the linker keeps the backends crate and its `inventory` registrations.
 use fibcache_backends as _;
 
+pub mod app;
+mod cache;
 pub mod cli;
-pub mod compute;
 #[cfg(feature = "dynamic")]
 pub mod dynamic;
-pub mod http;
+pub mod engine;
 mod logging;
 pub mod metrics;
 pub mod server;
 mod throttle;
 
-pub use http::{AppState, Settings};
+pub use app::{App, Settings};
+pub use engine::Engine;
 pub use server::{run, ConnLimits};
+
+/// Every backend compiled into this binary, by name: the ones of `fibcache-core` and
+/// `fibcache-backends` that its features enable, and any other crate's linked into it. Asking
+/// for a backend of `fibcache-backends` whose feature is off fails with
+/// [`fibcache_core::Error::NotCompiledIn`], naming the feature.
+///
+/// # Errors
+/// [`fibcache_core::Error::DuplicateBackend`] when two linked crates register one name.
+pub fn backends() -> fibcache_core::Result<fibcache_core::Registry> {
+    let mut registry = fibcache_core::Registry::new()?;
+    fibcache_backends::note_optional(&mut registry);
+    Ok(registry)
+}
+
+/// The backend used when none is named: `memory` if it is compiled in, else `nop`.
+pub fn default_backend(registry: &fibcache_core::Registry) -> &'static str {
+    if registry.contains("memory") {
+        "memory"
+    } else {
+        "nop"
+    }
+}

@@ -19,7 +19,14 @@ use anyhow::Context as _;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
 
 /// How often the background thread writes what has been logged.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
@@ -171,25 +178,30 @@ pub fn init(level: &str, format: LogFormat) -> anyhow::Result<LogGuard> {
 }
 
 /// RFC 3339 UTC timestamps with microseconds, as tracing-subscriber's default timer writes
-/// them, but the date and time of day are formatted once per second per thread: at one line
-/// per request, formatting the whole timestamp each time was a quarter of the line's cost.
+/// them, but the date and time of day are formatted (by `humantime`) once per second per
+/// thread: at one line per request, formatting the whole timestamp each time was a quarter of
+/// the line's cost.
 struct CachedTime;
 
 impl tracing_subscriber::fmt::time::FormatTime for CachedTime {
     fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
         use std::cell::RefCell;
+        use std::time::{SystemTime, UNIX_EPOCH};
         thread_local! {
             static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let secs = now.as_secs();
         SECOND.with(|cell| {
             let mut cached = cell.borrow_mut();
             if cached.0 != secs {
-                cached.1 = utc_seconds(secs);
-                cached.0 = secs;
+                let whole = UNIX_EPOCH + Duration::from_secs(secs);
+                // `2026-11-27T13:23:17Z` without its `Z`: the fraction goes before it.
+                let mut text = humantime::format_rfc3339_seconds(whole).to_string();
+                text.pop();
+                *cached = (secs, text);
             }
             w.write_str(&cached.1)?;
             write!(w, ".{:06}Z", now.subsec_micros())
@@ -197,37 +209,9 @@ impl tracing_subscriber::fmt::time::FormatTime for CachedTime {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS` of a Unix time, in UTC (Howard Hinnant's `civil_from_days`).
-fn utc_seconds(secs: u64) -> String {
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_seconds_formats_known_instants() {
-        assert_eq!(utc_seconds(0), "1970-01-01T00:00:00");
-        assert_eq!(utc_seconds(951_782_400), "2000-02-29T00:00:00");
-        assert_eq!(utc_seconds(1_798_761_599), "2026-12-31T23:59:59");
-        assert_eq!(utc_seconds(4_107_542_400), "2100-03-01T00:00:00");
-    }
 
     fn shared() -> Shared {
         Shared {
@@ -235,6 +219,33 @@ mod tests {
             dropped: AtomicU64::new(0),
             stop: Mutex::new(false),
             wake: Condvar::new(),
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        use tracing_subscriber::fmt::time::FormatTime;
+        let mut text = String::new();
+        CachedTime
+            .format_time(&mut tracing_subscriber::fmt::format::Writer::new(&mut text))
+            .unwrap();
+        // 2026-11-27T13:23:17.123456Z
+        let bytes = text.as_bytes();
+        assert_eq!(text.len(), 27, "{text}");
+        for (at, sep) in [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+        ] {
+            assert_eq!(bytes[at], sep, "{text}");
+        }
+        assert!(text.ends_with('Z'), "{text}");
+        let digits = [0..4, 5..7, 8..10, 11..13, 14..16, 17..19, 20..26];
+        for range in digits {
+            assert!(bytes[range].iter().all(u8::is_ascii_digit), "{text}");
         }
     }
 

@@ -2,16 +2,20 @@
 //!
 //! Built on `prometheus-client` (the exposition format is not hand-written). The hot path never
 //! takes a lock: every series a request can touch is created up front and kept as a handle
-//! (an `Arc` around an atomic), so counting is one atomic add.
+//! (an `Arc` around an atomic), so counting is one atomic add. The latency histogram is one of
+//! our own, `LatencyHistogram`, for the same reason: `prometheus-client`'s histogram takes a
+//! mutex on every observation, which both worker threads of a busy server then contend for.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,7 +64,7 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// Connections refused with 503 because `--max-connections` were open.
     pub connections_refused: Counter,
-    duration: Histogram,
+    duration: LatencyHistogram,
 }
 
 impl Default for Metrics {
@@ -140,8 +144,7 @@ impl Metrics {
             "Connections answered 503 and closed because --max-connections were open",
             connections_refused.clone(),
         );
-        // 50 µs to ~52 s: cache hits land in the first buckets, computations in the last.
-        let duration = Histogram::new(exponential_buckets(0.000_05, 2.0, 21));
+        let duration = LatencyHistogram::default();
         registry.register(
             "fibcache_request_duration_seconds",
             "Time from request head to response, in seconds",
@@ -170,7 +173,7 @@ impl Metrics {
             Some(i) => self.by_status[i].inc(),
             None => self.requests.get_or_create(&StatusLabel { status }).inc(),
         };
-        self.duration.observe(elapsed.as_secs_f64());
+        self.duration.observe(elapsed);
     }
 
     /// Counts one finished computation.
@@ -197,5 +200,100 @@ impl Metrics {
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// The upper bounds of the latency buckets, in microseconds: 50 µs doubling up to ~52 s, so
+/// that cache hits land in the first buckets and long computations in the last.
+const BOUNDS_US: [u64; 21] = {
+    let mut bounds = [50; 21];
+    let mut i = 1;
+    while i < bounds.len() {
+        bounds[i] = bounds[i - 1] * 2;
+        i += 1;
+    }
+    bounds
+};
+
+/// A request-duration histogram observed with atomic adds only; cheap to clone (clones share
+/// the counts).
+#[derive(Debug, Clone, Default)]
+struct LatencyHistogram(Arc<Buckets>);
+
+#[derive(Debug, Default)]
+struct Buckets {
+    /// Observations per bucket (not cumulative), the last one above every bound (`+Inf`).
+    counts: [AtomicU64; BOUNDS_US.len() + 1],
+    /// The sum of the observations, in nanoseconds: an integer, so adding to it is one atomic
+    /// add (u64 nanoseconds overflow after 584 years of summed latency).
+    sum_ns: AtomicU64,
+}
+
+impl LatencyHistogram {
+    fn observe(&self, elapsed: Duration) {
+        let us = elapsed.as_micros();
+        let bucket = BOUNDS_US
+            .iter()
+            .position(|&bound| us <= u128::from(bound))
+            .unwrap_or(BOUNDS_US.len());
+        self.0.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.0.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let mut buckets = Vec::with_capacity(BOUNDS_US.len() + 1);
+        let mut count = 0;
+        for (i, counter) in self.0.counts.iter().enumerate() {
+            let n = counter.load(Ordering::Relaxed);
+            count += n;
+            let bound = BOUNDS_US
+                .get(i)
+                .map_or(f64::INFINITY, |&us| us as f64 / 1e6);
+            buckets.push((bound, n));
+        }
+        let sum = self.0.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_land_in_cumulative_buckets_with_their_sum_and_count() {
+        let metrics = Metrics::new();
+        for us in [10, 50, 51, 3_000, 100_000_000] {
+            metrics.request(200, Duration::from_micros(us));
+        }
+        let text = metrics.encode();
+        let value = |sample: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("{sample} missing from\n{text}"))
+                .to_owned()
+        };
+        let bucket = |le: &str| {
+            value(&format!(
+                "fibcache_request_duration_seconds_bucket{{le=\"{le}\"}}"
+            ))
+        };
+        assert_eq!(bucket("0.00005"), "2", "10 µs and 50 µs are within 50 µs");
+        assert_eq!(bucket("0.0001"), "3");
+        assert_eq!(bucket("0.0032"), "4");
+        assert_eq!(bucket("52.4288"), "4", "100 s is above the last bound");
+        assert_eq!(bucket("+Inf"), "5");
+        assert_eq!(value("fibcache_request_duration_seconds_count"), "5");
+        let sum: f64 = value("fibcache_request_duration_seconds_sum")
+            .parse()
+            .unwrap();
+        assert!((sum - 100.003111).abs() < 1e-9, "{sum}");
     }
 }

@@ -1,5 +1,6 @@
 //! The accept loop: connections, their limits, and graceful shutdown.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,9 +14,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::http::{handle, AppState};
+use crate::App;
 
-/// Connection-level limits.
+/// Connection-level limits: what [`run`] enforces on the connections it accepts. The limits
+/// of each request travel with the [`App`] (see [`Settings`](crate::Settings)).
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
     /// A client that has not sent a whole request head by then is dropped; this also closes a
@@ -48,14 +50,15 @@ fn refusal() -> Vec<u8> {
     .into_bytes()
 }
 
-/// Serves HTTP on `listener` until `shutdown` completes, then drains.
+/// Serves `app` over HTTP/1.1 and HTTP/2 (h2c) on `listener` until `shutdown` completes, then
+/// drains.
 ///
 /// After `shutdown` resolves, no connection is accepted; requests in progress get up to
 /// `limits.shutdown_grace` to finish, then running computations are cancelled and the
 /// function returns. Errors accepting one connection are logged and the loop goes on.
 pub async fn run(
     listener: TcpListener,
-    state: AppState,
+    app: App,
     limits: ConnLimits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -92,17 +95,20 @@ pub async fn run(
             },
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            state.metrics().connections_refused.inc();
+            app.metrics().connections_refused.inc();
             tokio::spawn(refuse(stream));
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let metrics = state.metrics().clone();
-        metrics.connections_open.inc();
+        app.metrics().connections_open.inc();
         let service = {
-            let state = state.clone();
-            service_fn(move |req| handle(req, state.clone()))
+            let app = app.clone();
+            service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(app.handle(req).await) }
+            })
         };
+        let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let header_timeout = limits.header_timeout;
@@ -122,7 +128,7 @@ pub async fn run(
             } else {
                 tracing::debug!(%peer, "connection sent nothing in time; closing");
             }
-            metrics.connections_open.dec();
+            app.metrics().connections_open.dec();
             drop(permit);
         });
     }
@@ -139,7 +145,7 @@ pub async fn run(
             tracing::warn!("grace period over; cancelling what is still running");
         }
     }
-    state.engine().cancel_all();
+    app.engine().stop_all();
 }
 
 async fn refuse(mut stream: TcpStream) {

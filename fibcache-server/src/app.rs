@@ -1,0 +1,379 @@
+//! The HTTP application: routing, the request path, metrics and JSON errors, as one cloneable
+//! [`App`] that is both what [`run`](crate::run) serves and a [`tower_service::Service`] that
+//! nests in an axum or tower stack.
+//!
+//! Routing is a plain `match` on method and path. Every answer other than `/metrics` is JSON;
+//! every error has an `error` field. Nothing here panics on any input.
+//!
+//! # What the `App` carries, and what it does not
+//! Everything that concerns **one request** is in the `App`, however it is served: routing,
+//! `--max-n`, the cache and its time limit, coalescing, the computation pool with
+//! `--max-computes`, `--queue-wait` and `--compute-timeout`, metrics, the access log, JSON
+//! errors, and `Connection: close` on a request that announces a body. What concerns
+//! **connections** belongs to whoever accepts them: with [`run`](crate::run), the header
+//! timeout, the idle limit, `--max-connections` and the graceful shutdown (see
+//! [`ConnLimits`](crate::ConnLimits)); inside another server, that server's own limits.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fibcache_core::{fib, Cache};
+use http_body_util::Full;
+use hyper::header::{
+    HeaderName, HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+    TRANSFER_ENCODING,
+};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::cache::GuardedCache;
+use crate::engine::{Answer, Engine};
+use crate::metrics::Metrics;
+
+/// The body type of every response.
+pub type Body = Full<Bytes>;
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// The per-request settings of the app (the flags of the same names).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Settings {
+    /// Largest `n` accepted (`--max-n`, at most [`fib::MAX_N`]).
+    pub max_n: u64,
+    /// Key namespace: the key of `n` is this prefix followed by `n` (`--cache-prefix`).
+    pub prefix: String,
+    /// Lifetime of a written entry (`--cache-ttl`).
+    pub ttl: Duration,
+    /// Longest one cache operation may take before it counts as failed (`--cache-timeout`).
+    pub cache_timeout: Duration,
+    /// Computations running at once (`--max-computes`).
+    pub max_computes: usize,
+    /// Longest a computation may run; its waiters then get 504 (`--compute-timeout`).
+    pub compute_timeout: Duration,
+    /// Longest a cold request waits for a computation slot before it gets 503
+    /// (`--queue-wait`).
+    pub queue_wait: Duration,
+}
+
+impl Default for Settings {
+    /// The defaults of the command line.
+    fn default() -> Self {
+        Settings {
+            max_n: fib::MAX_N,
+            prefix: "fib:".to_owned(),
+            ttl: Duration::from_secs(15),
+            cache_timeout: Duration::from_millis(250),
+            max_computes: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            compute_timeout: Duration::from_secs(30),
+            queue_wait: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The fibcache HTTP application; cheap to clone (clones share the cache, the flights and the
+/// metrics).
+///
+/// Serve it with [`run`](crate::run), or nest it in another server as a
+/// [`tower_service::Service`]: with axum, `Router::new().nest_service("/api", app)`
+/// (`examples/embed_axum.rs` in the repository).
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    backend: String,
+    max_n: u64,
+    compute_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl App {
+    /// An app answering from `cache`, the backend registered as `backend`.
+    ///
+    /// Must be called inside a tokio runtime (computations are spawned on it).
+    pub fn new(cache: Arc<dyn Cache>, backend: impl Into<String>, settings: Settings) -> Self {
+        let backend = backend.into();
+        let metrics = Arc::new(Metrics::new());
+        let guarded = GuardedCache::new(
+            cache,
+            backend.clone(),
+            settings.cache_timeout,
+            metrics.clone(),
+        );
+        App {
+            inner: Arc::new(Inner {
+                engine: Engine::new(guarded, &settings, metrics.clone()),
+                backend,
+                max_n: settings.max_n.min(fib::MAX_N),
+                compute_timeout: settings.compute_timeout,
+                metrics,
+            }),
+        }
+    }
+
+    /// The request path behind `GET /fib/{n}`, to call without HTTP.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The metrics this app counts into (what `GET /metrics` shows).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The backend's registered name (what `GET /healthz` shows).
+    pub fn backend(&self) -> &str {
+        &self.inner.backend
+    }
+
+    /// Answers one request. Never fails: every error becomes a JSON response.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body> {
+        let started = Instant::now();
+        let method = req.method();
+        let path = req.uri().path();
+        let (mut response, n) = self.route(method, path).await;
+        // No route reads a request body. One that announces a body is answered and the
+        // connection closed, so that a client cannot hold it open by never sending the body.
+        let headers = req.headers();
+        if headers.contains_key(TRANSFER_ENCODING)
+            || headers
+                .get(CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0")
+        {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        self.inner.metrics.request(status, elapsed);
+        tracing::info!(
+            method = %method,
+            path,
+            status,
+            n,
+            duration_us = elapsed.as_micros() as u64,
+            "request"
+        );
+        response
+    }
+
+    async fn route(&self, method: &Method, path: &str) -> (Response<Body>, Option<u64>) {
+        let get = method == Method::GET || method == Method::HEAD;
+        if let Some(param) = path.strip_prefix("/fib/") {
+            if param.contains('/') {
+                return (not_found(path), None);
+            }
+            if !get {
+                return (not_allowed(), None);
+            }
+            return match parse_n(param, self.inner.max_n) {
+                Ok(n) => (self.fib(n).await, Some(n)),
+                Err((status, message)) => (error(status, &message), None),
+            };
+        }
+        match path {
+            "/healthz" if get => (self.health(), None),
+            "/metrics" if get => (self.exposition(), None),
+            "/healthz" | "/metrics" => (not_allowed(), None),
+            _ => (not_found(path), None),
+        }
+    }
+
+    async fn fib(&self, n: u64) -> Response<Body> {
+        match self.inner.engine.fib(n).await {
+            Answer::Hit(value) => result(value, "hit"),
+            Answer::Miss(value) => result(value, "miss"),
+            Answer::Overloaded => unavailable("every computation slot is busy; retry shortly"),
+            Answer::TimedOut => error(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!(
+                    "computing fib({n}) took longer than {}",
+                    humantime::format_duration(self.inner.compute_timeout)
+                ),
+            ),
+            Answer::Stopped => {
+                unavailable("the computation was stopped (server shutting down); retry")
+            }
+        }
+    }
+
+    fn health(&self) -> Response<Body> {
+        let body = serde_json::json!({"status": "ok", "backend": self.inner.backend});
+        json(StatusCode::OK, body.to_string())
+    }
+
+    fn exposition(&self) -> Response<Body> {
+        let mut resp = Response::new(Full::new(Bytes::from(self.inner.metrics.encode())));
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        resp
+    }
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("backend", &self.inner.backend)
+            .field("max_n", &self.inner.max_n)
+            .field("engine", &self.inner.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The app as a tower `Service`: always ready, never fails (errors are JSON responses).
+impl<B: Send + 'static> tower_service::Service<Request<B>> for App {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let app = self.clone();
+        Box::pin(async move { Ok(app.handle(req).await) })
+    }
+}
+
+/// Parses the `{n}` of `/fib/{n}`: an optional sign and decimal digits.
+///
+/// Not an integer is 400; an integer outside `0..=max_n` (however many digits) is 422.
+fn parse_n(param: &str, max_n: u64) -> Result<u64, (StatusCode, String)> {
+    let (negative, digits) = match param.as_bytes().first() {
+        Some(b'-') => (true, &param[1..]),
+        Some(b'+') => (false, &param[1..]),
+        _ => (false, param),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let shown: String = param.chars().take(32).collect();
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("n must be a decimal integer, got {shown:?}"),
+        ));
+    }
+    let significant = digits.trim_start_matches('0');
+    let out_of_range = || {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("n must be between 0 and {max_n}"),
+        )
+    };
+    if significant.is_empty() {
+        return Ok(0);
+    }
+    if negative || significant.len() > 20 {
+        return Err(out_of_range());
+    }
+    match significant.parse::<u64>() {
+        Ok(n) if n <= max_n => Ok(n),
+        _ => Err(out_of_range()),
+    }
+}
+
+/// `{"result":<value>}` with its `x-cache` header; written without the formatting machinery,
+/// as this is the hit path.
+fn result(value: u64, cache: &'static str) -> Response<Body> {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(value).as_bytes();
+    let mut body = Vec::with_capacity(11 + digits.len());
+    body.extend_from_slice(b"{\"result\":");
+    body.extend_from_slice(digits);
+    body.push(b'}');
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    resp.headers_mut().insert(CONTENT_TYPE, JSON);
+    resp.headers_mut()
+        .insert(X_CACHE, HeaderValue::from_static(cache));
+    resp
+}
+
+/// A 503 that tells the client when to come back.
+fn unavailable(message: &str) -> Response<Body> {
+    let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    resp.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+fn not_found(path: &str) -> Response<Body> {
+    let shown: String = path.chars().take(64).collect();
+    error(StatusCode::NOT_FOUND, &format!("no route for {shown:?}"))
+}
+
+fn not_allowed() -> Response<Body> {
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed; use GET",
+    );
+    resp.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+    resp
+}
+
+/// A JSON error response `{"error": message}`.
+fn error(status: StatusCode, message: &str) -> Response<Body> {
+    json(status, serde_json::json!({ "error": message }).to_string())
+}
+
+fn json(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, JSON);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn status(param: &str) -> Result<u64, u16> {
+        parse_n(param, 92).map_err(|(status, _)| status.as_u16())
+    }
+
+    #[test]
+    fn canonical_forms_of_one_number_parse_alike() {
+        assert_eq!(status("5"), Ok(5));
+        assert_eq!(status("05"), Ok(5));
+        assert_eq!(status("+5"), Ok(5));
+        assert_eq!(status("0000"), Ok(0));
+        assert_eq!(status("-0"), Ok(0));
+        assert_eq!(status("92"), Ok(92));
+    }
+
+    #[test]
+    fn non_integers_are_400_and_out_of_range_is_422() {
+        for bad in [
+            "", "abc", "5a", "1.5", " 5", "5 ", "+", "-", "0x10", "1e3", "%35",
+        ] {
+            assert_eq!(status(bad), Err(400), "{bad:?}");
+        }
+        for out in [
+            "-1",
+            "93",
+            "99999999999999999999",
+            "184467440737095516160000",
+        ] {
+            assert_eq!(status(out), Err(422), "{out:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn result_bodies_are_the_documented_json() {
+        for value in [0u64, 7, 55, 832_040, 7_540_113_804_746_346_429, u64::MAX] {
+            let body = result(value, "hit").into_body().collect().await.unwrap();
+            assert_eq!(body.to_bytes(), format!("{{\"result\":{value}}}"));
+        }
+    }
+}

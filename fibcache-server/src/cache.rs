@@ -1,0 +1,318 @@
+//! Every cache call of the request path goes through [`GuardedCache`], so that the cache can
+//! never make an answer wrong, an error, or slow.
+//!
+//! - **One time limit.** Each call may take at most `--cache-timeout`; past it the call is
+//!   abandoned and counted as failed. The backend receives the same limit as
+//!   [`Config::op_timeout`](fibcache_core::Config::op_timeout) for its own client.
+//! - **One fail-fast window.** After a call times out or the backend reports
+//!   [`Error::Unavailable`], the cache is skipped for [`SKIP_FOR`]: requests compute at once
+//!   instead of each waiting out the limit on a store that is down. The first call after the
+//!   window asks the store again. Any other failure (an error reply, a garbled value) says
+//!   nothing about the next key and skips nothing.
+//! - **Strict values.** A value that is not the decimal form of a non-negative `i64` is a miss:
+//!   the request computes, and its write replaces the bad value. The value itself is never
+//!   logged (it may be anything a client of a shared store wrote), only its length and why it
+//!   was refused.
+//! - **Counted, and logged without flooding.** Every failure, timeout, skipped call and refused
+//!   value counts in `fibcache_cache_errors_total`; warnings are throttled to one a second with
+//!   the number held back.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use fibcache_core::{Cache, Error};
+use tokio::time::Instant;
+
+use crate::metrics::Metrics;
+use crate::throttle::Throttle;
+
+/// How long the cache is skipped after it timed out or reported itself unavailable.
+pub const SKIP_FOR: Duration = Duration::from_secs(1);
+
+/// The longest valid value: `i64::MAX` has 19 digits.
+const MAX_VALUE_LEN: usize = 19;
+
+/// A warning at most once a period through `throttle`; the rest at debug level.
+macro_rules! throttled {
+    ($throttle:expr, $($field:tt)*) => {
+        match $throttle.admit() {
+            Some(suppressed) => tracing::warn!(suppressed, $($field)*),
+            None => tracing::debug!($($field)*),
+        }
+    };
+}
+
+/// A backend with the request path's time limit, fail-fast window, value checks and counting.
+pub(crate) struct GuardedCache {
+    cache: Arc<dyn Cache>,
+    /// The registered name, for log lines.
+    backend: String,
+    timeout: Duration,
+    /// Until when calls are skipped, in milliseconds since `epoch` (0: not skipping). An
+    /// atomic rather than a lock: every call reads it, and two failures racing to set it only
+    /// move the deadline by a millisecond or two.
+    skip_until: AtomicU64,
+    /// The origin of `skip_until`; tokio's clock, so that tests can pause it.
+    epoch: Instant,
+    /// Whether the store answered the last time it was asked, so that losing it and getting it
+    /// back are each logged once.
+    healthy: AtomicBool,
+    warnings: Throttle,
+    metrics: Arc<Metrics>,
+}
+
+impl GuardedCache {
+    /// Guards `cache` (registered as `backend`) with a limit of `timeout` per call.
+    pub(crate) fn new(
+        cache: Arc<dyn Cache>,
+        backend: impl Into<String>,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        GuardedCache {
+            cache,
+            backend: backend.into(),
+            timeout,
+            skip_until: AtomicU64::new(0),
+            epoch: Instant::now(),
+            healthy: AtomicBool::new(true),
+            warnings: Throttle::new(Duration::from_secs(1)),
+            metrics,
+        }
+    }
+
+    /// The number cached under `key` for `n`, or `None`: absent, unusable, or the cache failed
+    /// (the caller computes either way).
+    pub(crate) async fn read(&self, n: u64, key: &str) -> Option<u64> {
+        if self.skipping() {
+            self.metrics.cache_errors.inc();
+            return None;
+        }
+        let raw = match bounded(self.timeout, self.cache.get(key)).await {
+            Ok(Ok(raw)) => {
+                self.answered();
+                raw?
+            }
+            Ok(Err(err)) => {
+                self.failed(&err, n, key, "cache read failed; computing");
+                return None;
+            }
+            Err(_elapsed) => {
+                self.timed_out(n, key, "cache read timed out; computing");
+                return None;
+            }
+        };
+        match parse(&raw) {
+            Ok(value) => Some(value),
+            Err(why) => {
+                self.metrics.cache_errors.inc();
+                throttled!(
+                    self.warnings,
+                    n,
+                    key,
+                    len = raw.len(),
+                    why,
+                    "cached value refused; recomputing"
+                );
+                None
+            }
+        }
+    }
+
+    /// Stores `value` under `key` for `ttl`; a failure is counted and logged, never returned.
+    pub(crate) async fn write(&self, n: u64, key: &str, value: u64, ttl: Duration) {
+        if self.skipping() {
+            self.metrics.cache_errors.inc();
+            return;
+        }
+        let value = value.to_string();
+        match bounded(self.timeout, self.cache.set(key, &value, ttl)).await {
+            Ok(Ok(())) => self.answered(),
+            Ok(Err(err)) => self.failed(&err, n, key, "cache write failed"),
+            Err(_elapsed) => self.timed_out(n, key, "cache write timed out"),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        // Starts at 1 so that the initial 0 of `skip_until` is always in the past.
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    fn skipping(&self) -> bool {
+        self.now_ms() < self.skip_until.load(Ordering::Relaxed)
+    }
+
+    /// Opens the fail-fast window, logging the first failure of a series.
+    fn skip(&self, cause: &str) {
+        let until = self.now_ms() + SKIP_FOR.as_millis() as u64;
+        self.skip_until.fetch_max(until, Ordering::Relaxed);
+        if self.healthy.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                backend = %self.backend,
+                cause,
+                skip_for = ?SKIP_FOR,
+                "cache unavailable; requests compute until it answers again"
+            );
+        }
+    }
+
+    fn answered(&self) {
+        if !self.healthy.load(Ordering::Relaxed) && !self.healthy.swap(true, Ordering::Relaxed) {
+            tracing::info!(backend = %self.backend, "cache answers again");
+        }
+    }
+
+    fn failed(&self, err: &Error, n: u64, key: &str, message: &str) {
+        self.metrics.cache_errors.inc();
+        let cause = chain(err);
+        if matches!(err, Error::Unavailable { .. }) {
+            self.skip(&cause);
+        }
+        throttled!(self.warnings, n, key, cause = %cause, "{message}");
+    }
+
+    fn timed_out(&self, n: u64, key: &str, message: &str) {
+        self.metrics.cache_errors.inc();
+        let cause = format!(
+            "no answer within {}",
+            humantime::format_duration(self.timeout)
+        );
+        self.skip(&cause);
+        throttled!(self.warnings, n, key, cause = %cause, "{message}");
+    }
+}
+
+/// Why a cached value was refused, or the number it holds: ASCII digits only (no sign, space
+/// or newline), at most `i64::MAX`.
+fn parse(raw: &str) -> Result<u64, &'static str> {
+    if raw.is_empty() {
+        return Err("empty");
+    }
+    if raw.len() > MAX_VALUE_LEN {
+        return Err("longer than any valid value");
+    }
+    if !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("not a decimal number");
+    }
+    match raw.parse::<u64>() {
+        Ok(value) if value <= i64::MAX as u64 => Ok(value),
+        _ => Err("larger than i64::MAX"),
+    }
+}
+
+/// An error and its sources on one line, as `anyhow`'s `{:#}` writes them.
+fn chain(err: &Error) -> String {
+    let mut out = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+/// Awaits `op` for at most `limit`. An operation that is ready at once (an in-process cache)
+/// costs no timer; only one that has to wait is raced against one.
+async fn bounded<F: std::future::Future>(
+    limit: Duration,
+    op: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut op = std::pin::pin!(op);
+    let first = std::future::poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(output) => Ok(output),
+        Poll::Pending => tokio::time::timeout(limit, op).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fibcache_core::async_trait;
+
+    #[test]
+    fn values_parse_strictly() {
+        assert_eq!(parse("55"), Ok(55));
+        assert_eq!(parse("7540113804746346429"), Ok(7_540_113_804_746_346_429));
+        for bad in [
+            "",
+            "garbage",
+            "-5",
+            "+5",
+            " 5",
+            "5\n",
+            "9223372036854775808",
+            "1e3",
+            "00000000000000000000055",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A store that is down: every call is `Unavailable`; counts the calls that reach it.
+    #[derive(Default)]
+    struct Down(AtomicU64);
+
+    #[async_trait]
+    impl Cache for Down {
+        async fn get(&self, _key: &str) -> fibcache_core::Result<Option<String>> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Err(Error::unavailable("down", "connection refused"))
+        }
+        async fn set(&self, _: &str, _: &str, _: Duration) -> fibcache_core::Result<()> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Err(Error::unavailable("down", "connection refused"))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_the_store_is_unavailable_it_is_skipped_for_the_window_then_asked_again() {
+        let store = Arc::new(Down::default());
+        let metrics = Arc::new(Metrics::new());
+        let guard = GuardedCache::new(store.clone(), "down", SKIP_FOR, metrics.clone());
+        assert_eq!(guard.read(1, "fib:1").await, None);
+        assert_eq!(store.0.load(Ordering::Relaxed), 1);
+
+        tokio::time::advance(SKIP_FOR / 2).await;
+        assert_eq!(guard.read(1, "fib:1").await, None);
+        guard.write(1, "fib:1", 1, SKIP_FOR).await;
+        assert_eq!(store.0.load(Ordering::Relaxed), 1, "skipped in the window");
+
+        tokio::time::advance(SKIP_FOR).await;
+        assert_eq!(guard.read(1, "fib:1").await, None);
+        assert_eq!(store.0.load(Ordering::Relaxed), 2, "asked again after it");
+        assert_eq!(
+            metrics.cache_errors.get(),
+            4,
+            "failures and skips are counted"
+        );
+    }
+
+    /// A store that answers with a failure for one key and works for the others.
+    struct Picky;
+
+    #[async_trait]
+    impl Cache for Picky {
+        async fn get(&self, key: &str) -> fibcache_core::Result<Option<String>> {
+            match key {
+                "bad" => Err(Error::backend("picky", "WRONGTYPE")),
+                _ => Ok(Some("8".to_owned())),
+            }
+        }
+        async fn set(&self, _: &str, _: &str, _: Duration) -> fibcache_core::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_reply_skips_nothing() {
+        let metrics = Arc::new(Metrics::new());
+        let guard = GuardedCache::new(Arc::new(Picky), "picky", SKIP_FOR, metrics.clone());
+        assert_eq!(guard.read(3, "bad").await, None);
+        assert_eq!(guard.read(6, "good").await, Some(8));
+        assert_eq!(metrics.cache_errors.get(), 1);
+    }
+}
