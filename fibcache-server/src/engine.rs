@@ -2,7 +2,7 @@
 //! and the limits, and [`Engine::fib`] is the one call a handler makes.
 //!
 //! Read top to bottom, a request goes: [`Engine::fib`] reads the cache; on a miss it joins the
-//! flight for `n` or starts one; the flight ([`Engine::fly`]) gets a slot on the bounded pool
+//! flight for `n` or starts one; the flight (`Engine::fly`) gets a slot on the bounded pool
 //! and computes there, writes the cache, then hands the value to every waiter.
 //!
 //! The article's server starts one computation per request, keeps it running after the client
@@ -13,12 +13,12 @@
 //! - **Bounded**: at most `max_computes` computations run at once, each on a blocking thread
 //!   (never on an async worker, so cache hits are never held up). A flight that cannot get a
 //!   slot within `queue_wait` answers [`Answer::Overloaded`] instead of queueing without limit.
-//! - **Cancellable**: every waiting request holds a [`Waiter`]; when the last one is dropped
+//! - **Cancellable**: every waiting request holds a `Waiter`; when the last one is dropped
 //!   (the client went away) the flight's [`CancellationToken`] is cancelled, which ends the wait
 //!   for a slot at once and stops a running computation within milliseconds. A computation past
 //!   `compute_timeout` is cancelled the same way and its waiters get [`Answer::TimedOut`].
 //! - **The cache is never a reason for a wrong answer or an error**: reads and writes go through
-//!   [`GuardedCache`], which bounds them, skips a cache that is down, and turns every fault into
+//!   a guard (`cache.rs`), which bounds them, skips a cache that is down, and turns every fault into
 //!   a miss.
 //!
 //! The flight runs as a task of its own rather than inside the request that started it: that
