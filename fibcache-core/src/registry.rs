@@ -32,7 +32,7 @@ use crate::{Cache, Error, Result};
 /// specific to one backend (such as `REDIS_URL`).
 ///
 /// It holds only what backends read. Entry lifetimes are not here: each
-/// [`Cache::set`](crate::Cache::set) carries its own. Neither is the key namespace: the caller
+/// [`Cache::set`] carries its own. Neither is the key namespace: the caller
 /// builds complete keys, so a backend stores keys exactly as given.
 ///
 /// ```
