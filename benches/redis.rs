@@ -6,8 +6,9 @@
 //! `scripts/bench.sh` installs it). Pairs to compare:
 //! - `redis/get_hit/{fibcache,raw}` and `redis/set/{fibcache,raw}`: one operation at a time,
 //!   so `time` is a loopback round trip plus each client's own cost. The difference between
-//!   the two lines is what the backend adds (its timeout, fail-fast check, error mapping and
-//!   the `Arc<dyn Cache>` call); it should be a small fraction of the round trip.
+//!   the two lines is what the backend adds (the connection manager in front of the
+//!   multiplexed connection, the health flag, error mapping and the `Arc<dyn Cache>` call); it
+//!   should be a small fraction of the round trip.
 //! - `redis/get_hit_x32/{fibcache,raw}`: 32 tasks issue gets at once over the one multiplexed
 //!   connection, as a busy server does; one iteration is one get on each task and `thrpt` is
 //!   gets per second in total. Redis pipelines them, so this is far above 1 / round trip.

@@ -29,7 +29,6 @@ fn config_for(url: &str) -> Config {
         .with_var("REDIS_ADDR", "")
         .with_var("REDIS_PASSWORD", "")
         .with_var("REDIS_DB", "")
-        .with_var("REDIS_TIMEOUT_MS", "")
 }
 
 /// Creates the `redis` backend by name, as the server does.
@@ -87,6 +86,12 @@ fn config_message(err: &Error, secret: &str) -> String {
     }
 }
 
+/// Whether `result` is the failure of a Redis that is down or does not answer.
+fn is_unavailable(result: &Result<impl std::fmt::Debug>) -> bool {
+    matches!(result, Err(Error::Unavailable { backend, .. }) if backend == "redis")
+}
+
+/// Whether `result` is the failure of a Redis that answered with an error.
 fn is_backend_error(result: &Result<impl std::fmt::Debug>) -> bool {
     matches!(result, Err(Error::Backend { backend, .. }) if backend == "redis")
 }
@@ -205,7 +210,7 @@ async fn a_database_the_server_lacks_is_a_config_error() {
 }
 
 #[tokio::test]
-async fn redis_down_at_creation_fails_fast_then_recovers_by_itself() {
+async fn redis_down_at_creation_fails_operations_then_recovers_by_itself() {
     let mut redis = RedisServer::start();
     redis.stop();
     let cache = bounded("create", create(&config_for(&redis.url())))
@@ -214,13 +219,13 @@ async fn redis_down_at_creation_fails_fast_then_recovers_by_itself() {
 
     for _ in 0..3 {
         let got = bounded("get", cache.get("fib:10")).await;
-        assert!(is_backend_error(&got), "{got:?}");
+        assert!(is_unavailable(&got), "{got:?}");
         let put = bounded("set", cache.set("fib:10", "55", Duration::from_secs(30))).await;
-        assert!(is_backend_error(&put), "{put:?}");
+        assert!(is_unavailable(&put), "{put:?}");
     }
 
     redis.restart();
-    // The same cache object, never re-created, connects in the background.
+    // The same cache object, never re-created: its connection manager connects on its own.
     eventually("the cache uses Redis once it is back", 300, || async {
         cache
             .set("fib:10", "55", Duration::from_secs(30))
@@ -245,7 +250,7 @@ async fn losing_redis_after_start_fails_operations_then_recovers() {
     redis.stop();
     for _ in 0..5 {
         let got = bounded("get", cache.get("fib:11")).await;
-        assert!(is_backend_error(&got), "{got:?}");
+        assert!(is_unavailable(&got), "{got:?}");
     }
 
     redis.restart();
@@ -268,7 +273,11 @@ async fn losing_redis_after_start_fails_operations_then_recovers() {
 #[tokio::test]
 async fn a_redis_that_stops_answering_times_out_instead_of_hanging() {
     let redis = RedisServer::start();
-    let config = config_for(&redis.url()).with_op_timeout(Duration::from_secs(1));
+    // The client's response timeout is the operation timeout; REDIS_TIMEOUT_MS, which once
+    // overrode it, is not read (were it, the operations below would wait out the pause).
+    let config = config_for(&redis.url())
+        .with_op_timeout(Duration::from_secs(1))
+        .with_var("REDIS_TIMEOUT_MS", "60000");
     let cache = create(&config).await.unwrap();
     cache
         .set("fib:13", "233", Duration::from_secs(60))
@@ -279,14 +288,59 @@ async fn a_redis_that_stops_answering_times_out_instead_of_hanging() {
     // stalled server would.
     assert_eq!(redis.command(&["CLIENT", "PAUSE", "5000", "ALL"]), "+OK");
     let got = bounded("get", cache.get("fib:13")).await;
-    assert!(is_backend_error(&got), "{got:?}");
+    assert!(is_unavailable(&got), "{got:?}");
     let put = bounded("set", cache.set("fib:13", "233", Duration::from_secs(60))).await;
-    assert!(is_backend_error(&put), "{put:?}");
+    assert!(is_unavailable(&put), "{put:?}");
 
     eventually("answers come back after the pause", 300, || async {
         matches!(cache.get("fib:13").await, Ok(Some(v)) if v == "233")
     })
     .await;
+}
+
+#[tokio::test]
+async fn error_replies_are_backend_errors_and_leave_the_connection_alone() {
+    let redis = RedisServer::start();
+    let cache = create(&config_for(&redis.url())).await.unwrap();
+    // A key of another type (WRONGTYPE), and a value that is not UTF-8.
+    assert_eq!(redis.command(&["RPUSH", "fib:list", "x"]), ":1");
+    let script = "return redis.call('SET', KEYS[1], string.char(255, 254))";
+    assert_eq!(redis.command(&["EVAL", script, "1", "fib:bytes"]), "+OK");
+    for key in ["fib:list", "fib:bytes"] {
+        let got = bounded("get", cache.get(key)).await;
+        assert!(is_backend_error(&got), "{key}: {got:?}");
+    }
+    // Redis answered, so the connection is still good and the next operation uses it.
+    cache
+        .set("fib:bytes", "1", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(cache.get("fib:bytes").await.unwrap().as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn a_peer_that_is_not_redis_is_a_config_error() {
+    // Answers every connection like a web server would.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            use std::io::Write;
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        }
+    });
+    let err = create_err(&config_for(&format!("redis://:pw-http-1@{addr}"))).await;
+    let message = config_message(&err, "pw-http-1");
+    assert!(
+        message.contains("not answer like a Redis server"),
+        "{message}"
+    );
+    assert!(message.contains("REDIS_URL"), "{message}");
+    assert_eq!(
+        message.lines().count(),
+        1,
+        "the server prints it as one line: {message}"
+    );
 }
 
 #[tokio::test]
@@ -498,4 +552,25 @@ async fn keys_carry_the_prefix_and_the_configured_ttl() {
     let pttl: i64 = redis.command(&["PTTL", "myapp:15"])[1..].parse().unwrap();
     assert!(pttl > 30_000 && pttl <= 40_000, "PTTL {pttl}");
     assert_eq!(fib(&server, 15).await, "hit");
+}
+
+#[tokio::test]
+async fn redis_timeout_ms_is_ignored_with_one_warning() {
+    let redis = RedisServer::start();
+    let server = Spawn::new()
+        .env("FIB_CACHE", "redis")
+        .env("REDIS_URL", redis.url())
+        .env("REDIS_TIMEOUT_MS", "60000")
+        .args(["--cache-timeout", "2s"])
+        .start();
+    assert_eq!(fib(&server, 12).await, "miss");
+    stored(&redis, "fib:12", "144").await;
+    assert_eq!(fib(&server, 12).await, "hit");
+    let log = server.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("REDIS_TIMEOUT_MS"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains("--cache-timeout"), "{log}");
 }

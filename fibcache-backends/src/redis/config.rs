@@ -1,4 +1,4 @@
-//! Where the `redis` backend connects and how long it waits, read from the factory's
+//! Where the `redis` backend connects and how long its client waits, read from the factory's
 //! [`Config`].
 //!
 //! Reading the settings is kept apart from connecting so that every mistake an operator can
@@ -28,7 +28,10 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:6379";
 /// | `REDIS_ADDR` | `host:port` (default `127.0.0.1:6379`) |
 /// | `REDIS_PASSWORD` | password sent with `AUTH` (default: none) |
 /// | `REDIS_DB` | database index (default `0`) |
-/// | `REDIS_TIMEOUT_MS` | bounded wait of every operation in milliseconds; overrides [`Config::op_timeout`] (`--cache-timeout`, default 250) |
+///
+/// The client's connection and response timeouts are [`Config::op_timeout`]
+/// (`--cache-timeout` / `FIB_CACHE_TIMEOUT`). `REDIS_TIMEOUT_MS`, which once overrode it, is
+/// no longer read: setting it logs a warning and changes nothing.
 ///
 /// `Debug` is written by hand: it shows the endpoint, database and user, and whether a
 /// password is set, never the password itself nor the URL it came in.
@@ -43,7 +46,8 @@ pub struct RedisConfig {
     /// The password once more, so that any message built from a client error can be scrubbed
     /// of it before it leaves this backend.
     password: Option<String>,
-    /// The bounded wait of every operation: connecting, and waiting for each reply.
+    /// How long the client waits for a connection attempt and for each reply: the caller's
+    /// per-operation limit.
     op_timeout: Duration,
     /// Which setting the target came from, for messages that tell the operator what to fix.
     source: &'static str,
@@ -57,16 +61,19 @@ impl RedisConfig {
     ///
     /// # Errors
     /// [`Error::Config`] for a `REDIS_URL` that is not a Redis URL, a `REDIS_ADDR` that is not
-    /// `host:port`, a `REDIS_DB` that is not a database index, or a `REDIS_TIMEOUT_MS` that is
-    /// not a positive number of milliseconds.
+    /// `host:port`, a `REDIS_DB` that is not a database index, or an operation timeout of zero.
     pub fn from_config(config: &Config) -> Result<Self> {
-        let op_timeout = match config.var("REDIS_TIMEOUT_MS") {
-            None => config.op_timeout(),
-            Some(raw) => parse_timeout_ms(&raw)?,
-        };
+        if config.var("REDIS_TIMEOUT_MS").is_some() {
+            tracing::warn!(
+                backend = "redis",
+                "REDIS_TIMEOUT_MS is no longer read; the limit of every Redis operation is \
+                 --cache-timeout (FIB_CACHE_TIMEOUT)"
+            );
+        }
+        let op_timeout = config.op_timeout();
         if op_timeout.is_zero() {
             return Err(config_error(
-                "the operation timeout must be longer than 0 ms (--cache-timeout or REDIS_TIMEOUT_MS)",
+                "the operation timeout must be longer than 0 ms (--cache-timeout)",
             ));
         }
         let (info, source) = match config.var("REDIS_URL") {
@@ -107,7 +114,7 @@ impl RedisConfig {
         self.info.redis_settings().db()
     }
 
-    /// The longest any single operation waits (connecting included).
+    /// How long the client waits for a connection attempt and for each reply.
     pub fn op_timeout(&self) -> Duration {
         self.op_timeout
     }
@@ -115,6 +122,22 @@ impl RedisConfig {
     /// The setting that named the server (`REDIS_URL` or `REDIS_ADDR`), for messages.
     pub fn source(&self) -> &'static str {
         self.source
+    }
+
+    /// The setting that holds the password, for messages about credentials.
+    pub(crate) fn password_setting(&self) -> &'static str {
+        match self.source {
+            "REDIS_URL" => "REDIS_URL",
+            _ => "REDIS_PASSWORD",
+        }
+    }
+
+    /// The setting that holds the database index, for messages about it.
+    pub(crate) fn db_setting(&self) -> &'static str {
+        match self.source {
+            "REDIS_URL" => "the /db of REDIS_URL",
+            _ => "REDIS_DB",
+        }
     }
 
     pub(crate) fn connection_info(&self) -> &ConnectionInfo {
@@ -165,7 +188,7 @@ fn parse_url(raw: &str) -> Result<ConnectionInfo> {
     })?;
     let password = url.password().map(str::to_owned);
     let info = url.into_connection_info().map_err(|err| {
-        let message = format!("REDIS_URL is not usable: {}", super::describe(&err));
+        let message = format!("REDIS_URL is not usable: {}", super::error::describe(&err));
         config_error(match password.as_deref() {
             Some(p) if !p.is_empty() => message.replace(p, "***"),
             _ => message,
@@ -205,7 +228,7 @@ fn from_parts(config: &Config) -> Result<ConnectionInfo> {
         .map_err(|err| {
             config_error(format!(
                 "REDIS_ADDR is not usable: {}",
-                super::describe(&err)
+                super::error::describe(&err)
             ))
         })?;
     Ok(info.set_redis_settings(settings))
@@ -262,15 +285,6 @@ fn parse_addr(raw: &str) -> Result<(String, u16)> {
     Ok((host.to_owned(), port))
 }
 
-fn parse_timeout_ms(raw: &str) -> Result<Duration> {
-    match raw.trim().parse::<u64>() {
-        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
-        _ => Err(config_error(format!(
-            "REDIS_TIMEOUT_MS must be a positive number of milliseconds, got `{raw}`"
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,15 +292,9 @@ mod tests {
     /// A config that sees none of the developer's own `REDIS_*` variables: an empty explicit
     /// value counts as unset and hides the environment's.
     fn clean() -> Config {
-        [
-            "REDIS_URL",
-            "REDIS_ADDR",
-            "REDIS_PASSWORD",
-            "REDIS_DB",
-            "REDIS_TIMEOUT_MS",
-        ]
-        .into_iter()
-        .fold(Config::default(), |c, name| c.with_var(name, ""))
+        ["REDIS_URL", "REDIS_ADDR", "REDIS_PASSWORD", "REDIS_DB"]
+            .into_iter()
+            .fold(Config::default(), |c, name| c.with_var(name, ""))
     }
 
     fn message(err: Error) -> String {
@@ -410,17 +418,17 @@ mod tests {
     }
 
     #[test]
-    fn the_timeout_override_is_checked() {
-        let config =
-            RedisConfig::from_config(&clean().with_var("REDIS_TIMEOUT_MS", "1500")).unwrap();
-        assert_eq!(config.op_timeout(), Duration::from_millis(1500));
-        for bad in ["0", "fast", "-5"] {
-            let err =
-                RedisConfig::from_config(&clean().with_var("REDIS_TIMEOUT_MS", bad)).unwrap_err();
-            assert!(message(err).contains("REDIS_TIMEOUT_MS"), "{bad}");
+    fn the_operation_timeout_is_the_callers_and_redis_timeout_ms_changes_nothing() {
+        let limit = Duration::from_millis(700);
+        for value in ["", "1500", "1", "fast", "0"] {
+            let config = clean()
+                .with_op_timeout(limit)
+                .with_var("REDIS_TIMEOUT_MS", value);
+            let config = RedisConfig::from_config(&config).unwrap();
+            assert_eq!(config.op_timeout(), limit, "REDIS_TIMEOUT_MS={value}");
         }
         let zero = clean().with_op_timeout(Duration::ZERO);
-        assert!(RedisConfig::from_config(&zero).is_err());
+        assert!(message(RedisConfig::from_config(&zero).unwrap_err()).contains("--cache-timeout"));
     }
 
     #[test]

@@ -4,65 +4,85 @@
 //! computed by one server is a hit on all the others. What makes this backend more than a
 //! `GET`/`SET` wrapper is how it behaves when Redis does not:
 //!
-//! - **Bounded waits.** Connecting and every reply wait at most the operation timeout
-//!   ([`Config::op_timeout`], i.e. `--cache-timeout`, default 250 ms; `REDIS_TIMEOUT_MS`
-//!   overrides it). Past that the operation is an [`Error::Backend`], which the server treats
-//!   as a miss and computes.
-//! - **Failing fast.** After a connection failure or a timeout, operations fail at once for
-//!   one second instead of each waiting out the timeout again; then the next operation tries
-//!   Redis again.
-//! - **Reconnecting by itself.** The connection is the `redis` crate's multiplexed
-//!   [`ConnectionManager`], which replaces a dropped connection on its own. A Redis that is
-//!   down at start-up is not an error: the cache is created, warns once, fails every operation
-//!   at once, and keeps trying to connect in the background (100 ms, doubling up to 5 s),
-//!   so the service uses Redis as soon as it is back, without a restart.
-//! - **Misconfiguration stops start-up.** A malformed `REDIS_URL`, a wrong password, a server
-//!   that wants a password and got none, or a database index it does not have is an
-//!   [`Error::Config`] from the factory: the operator has to change a setting, and the server
-//!   exits with a one-line message.
+//! - **One connection, one reconnect policy.** Every operation goes through one `redis`
+//!   crate [`ConnectionManager`]: a multiplexed connection that replaces itself when it drops,
+//!   trying again 3 times within about a second each time a connection attempt fails. This
+//!   backend adds no retry, no cooldown and no background task of its own.
+//! - **The client's timeouts are the only ones.** Each connection attempt and each reply waits
+//!   at most [`Config::op_timeout`] (`--cache-timeout` / `FIB_CACHE_TIMEOUT`, default 250 ms).
+//!   The server bounds every cache call by that same limit and, after a timeout or an
+//!   [`Error::Unavailable`], skips the cache for a moment; the client's own timeouts are still
+//!   needed, so that the work the server abandons ends too (it runs on a plugin's runtime when
+//!   the backend is loaded as one) and so that a [`RedisCache`] used on its own never hangs.
+//! - **Failures say what they are.** A client error is classified by its kind, never by its
+//!   text: I/O errors (refused, dropped, timed out) and the replies that mean "not serving
+//!   now" (`LOADING`, `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`) are [`Error::Unavailable`];
+//!   any other error reply (`WRONGTYPE`, a value that is not UTF-8, ...) is [`Error::Backend`].
+//!   The server treats both as a miss and computes.
+//! - **Misconfiguration stops start-up; an outage does not.** Creating the cache sends one
+//!   `PING`. A malformed `REDIS_URL`, a wrong password, a server that wants a password and got
+//!   none, a user without permission, a database index the server does not have, or a peer
+//!   that is not a Redis server is an [`Error::Config`] from the factory: the operator has to
+//!   change a setting, and the server exits with a one-line message. A Redis that is down or
+//!   does not answer is a warning: the cache is created anyway, and its connection manager
+//!   connects once Redis answers, without a restart.
 //! - **No secrets in output.** The password appears in no `Debug` output, log line or error
 //!   message; messages from the client library are scrubbed of it before they leave this
-//!   module.
+//!   module, and no client error travels as a `source`.
 //!
 //! # Keys and values
 //! Keys are stored exactly as given: the server already builds them as `<prefix><n>` from
-//! `--cache-prefix` (default `fib:`), so this backend adds no prefix of its own. A value and its lifetime are written by one `SET key value PX <ms>`, so no
-//! entry ever exists without its TTL. A TTL is rounded up to whole milliseconds, at least 1 (a
-//! zero TTL would make `SET` fail) and at most 100 years.
+//! `--cache-prefix` (default `fib:`), so this backend adds no prefix of its own. A value and
+//! its lifetime are written by one `SET key value PX <ms>`, so no entry ever exists without its
+//! TTL. A TTL is rounded up to whole milliseconds, at least 1 (a zero TTL would make `SET`
+//! fail) and at most 100 years.
 //!
 //! # Settings
-//! See [`RedisConfig`]: `REDIS_URL`, or `REDIS_ADDR` / `REDIS_PASSWORD` / `REDIS_DB`, plus
-//! `REDIS_TIMEOUT_MS`.
+//! See [`RedisConfig`]: `REDIS_URL`, or `REDIS_ADDR` / `REDIS_PASSWORD` / `REDIS_DB`. The
+//! timeouts come from [`Config::op_timeout`]; `REDIS_TIMEOUT_MS` is no longer read (setting it
+//! logs a warning).
 //!
 //! # Guarantees and non-guarantees
 //! - A value read is a value some client wrote under that key; whether it parses as a number
 //!   is the caller's business (the server checks, and overwrites garbage).
 //! - Expiry is Redis's: an expired key reads as `None`, like one never set.
+//! - Losing Redis and getting it back are each logged once, when an operation sees it; an
+//!   operation the caller abandons before the client gives up logs nothing.
 //! - Settings are read once, at creation. If the server's password changes while fibcache
-//!   runs, operations keep failing (fast) until fibcache is restarted with the new one.
+//!   runs, the connection manager cannot reconnect and operations fail until fibcache is
+//!   restarted with the new one.
 
 mod config;
+mod error;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fibcache_core::{async_trait, Cache, Config, Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, FromRedisValue, RedisError};
-use tokio::time::Instant;
+use redis::{Client, Cmd, FromRedisValue, RedisError};
 
 use self::config::config_error;
 pub use self::config::{RedisConfig, DEFAULT_ADDR};
+use self::error::{describe, misconfiguration, operation_error, Failure};
 
-/// How long operations fail without asking Redis after it failed to answer.
-const COOLDOWN: Duration = Duration::from_secs(1);
-
-/// First and longest pause between background connection attempts while Redis has never been
-/// reached.
-const RETRY_MIN: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+// Reconnecting is the connection manager's job, with these settings. After a failed
+// connection attempt it tries again up to 3 times, pausing 100, 200, then 250 ms (doubling
+// from `RECONNECT_MIN_DELAY`, capped at `RECONNECT_MAX_DELAY`; the client adds up to as much
+// again as jitter): a reconnect cycle lasts 0.55 to 1.1 s and tries at least every 0.5 s.
+// - Short, because a call made during a cycle waits for its outcome: at most about a second
+//   for a `RedisCache` used on its own (the server stops waiting at `--cache-timeout`).
+// - Not shorter, because a failed cycle restarts only with the next call, which the server
+//   makes after skipping the cache for a second. A cycle about that long is running most of
+//   the time during an outage, so a restarted Redis is used again within about a second of
+//   coming back (1.5 s at worst, when it comes back between cycles), while most calls find
+//   the last cycle over and fail at once.
+// The client's defaults (6 retries, pauses of up to 60 s) would make a cycle last 6 to 13 s.
+const RECONNECT_RETRIES: usize = 3;
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(100);
+const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(250);
 
 /// The longest TTL sent to Redis, which refuses expiry times that overflow its clock.
 const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
@@ -76,42 +96,30 @@ pub struct RedisCache {
 }
 
 struct Inner {
+    /// The settings: the endpoint and timeout for messages, the password to scrub from them.
     config: RedisConfig,
-    client: Client,
-    /// Set once Redis has been reached; from then on the manager reconnects by itself. A
-    /// `OnceLock` rather than a lock: it is written once, by the start-up or the background
-    /// connector, and read lock-free by every operation.
-    manager: OnceLock<ConnectionManager>,
-    /// Until when operations fail at once, in milliseconds since `epoch` (0: not failing).
-    /// An atomic rather than a mutex: every operation reads it, and a lost race between two
-    /// failures only moves the deadline by a few milliseconds.
-    fail_fast_until: AtomicU64,
-    /// The origin of `fail_fast_until`; tokio's clock so that tests can pause it.
-    epoch: Instant,
+    /// The one connection. Cloning it is cheap and shares the connection; it reconnects by
+    /// itself (on the next call after a connection failure, or at once after a drop).
+    manager: ConnectionManager,
     /// Whether the last operation reached Redis, so that losing it and getting it back are
     /// each logged once rather than on every operation.
     healthy: AtomicBool,
 }
 
-/// Why connecting failed, as far as start-up is concerned.
-enum ConnectFailure {
-    /// The operator has to change a setting; retrying cannot help.
-    Misconfigured(String),
-    /// Redis is down, unreachable or busy; retrying may help.
-    Unavailable(String),
-}
-
 impl RedisCache {
-    /// Connects to the Redis described by `config`.
+    /// Creates the cache for the Redis described by `config` and checks the settings with one
+    /// `PING`, which waits at most as long as the connection manager's timeouts and one
+    /// reconnect cycle allow.
     ///
-    /// A Redis that cannot be reached is not an error: the cache is returned, its operations
-    /// fail at once with [`Error::Backend`], and it connects in the background as soon as
-    /// Redis answers. Must be called within a tokio runtime, which the background work and
-    /// the connection use.
+    /// A Redis that cannot be reached is not an error: the cache is returned with a warning,
+    /// its operations fail with [`Error::Unavailable`] until Redis answers, and then it uses
+    /// Redis without being re-created. Must be called within a tokio runtime, which the
+    /// connection uses.
     ///
     /// # Errors
     /// [`Error::Config`] when Redis answers but refuses the settings: wrong password or user,
-    /// a password required but not given, or a database index it does not have.
+    /// a password required but not given, a user not allowed to run the commands, a database
+    /// index it does not have, or a peer that does not speak the Redis protocol.
     /// [`Error::Backend`] when called outside a tokio runtime.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         if tokio::runtime::Handle::try_current().is_err() {
@@ -120,45 +128,47 @@ impl RedisCache {
                 Failure("the redis backend needs a tokio runtime".to_owned()),
             ));
         }
-        let client = Client::open(config.connection_info().clone()).map_err(|err| {
+        let unusable = |err: RedisError| {
             config_error(config.redact(&format!(
                 "{} is not usable: {}",
                 config.source(),
                 describe(&err)
             )))
-        })?;
-        let inner = Arc::new(Inner {
+        };
+        let client = Client::open(config.connection_info().clone()).map_err(unusable)?;
+        let manager = ConnectionManager::new_lazy_with_config(client, manager_config(&config))
+            .map_err(unusable)?;
+        let inner = Inner {
             config,
-            client,
-            manager: OnceLock::new(),
-            fail_fast_until: AtomicU64::new(0),
-            epoch: Instant::now(),
-            healthy: AtomicBool::new(true),
-        });
-        match inner.probe().await {
+            manager,
+            healthy: AtomicBool::new(false),
+        };
+        let endpoint = inner.config.endpoint();
+        match inner.run::<()>(&redis::cmd("PING")).await {
             Ok(()) => {
-                inner.install_manager()?;
+                inner.healthy.store(true, Ordering::Relaxed);
                 tracing::info!(
                     backend = "redis",
-                    endpoint = %inner.config.endpoint(),
+                    endpoint,
                     db = inner.config.db(),
                     "connected to redis"
                 );
             }
-            Err(ConnectFailure::Misconfigured(message)) => return Err(config_error(message)),
-            Err(ConnectFailure::Unavailable(cause)) => {
+            Err(err) => {
+                if let Some(message) = misconfiguration(&inner.config, &err) {
+                    return Err(config_error(message));
+                }
                 tracing::warn!(
                     backend = "redis",
-                    endpoint = %inner.config.endpoint(),
-                    cause = %cause,
-                    "redis is unreachable; every request computes until it is back, \
-                     connecting in the background"
+                    endpoint,
+                    cause = %inner.config.redact(&describe(&err)),
+                    "redis is unreachable; every request computes until it is back"
                 );
-                inner.healthy.store(false, Ordering::Relaxed);
-                tokio::spawn(connect_in_background(Arc::downgrade(&inner), cause));
             }
         }
-        Ok(RedisCache { inner })
+        Ok(RedisCache {
+            inner: Arc::new(inner),
+        })
     }
 
     /// The settings this cache was created with.
@@ -166,9 +176,10 @@ impl RedisCache {
         &self.inner.config
     }
 
-    /// Whether Redis has been reached at least once (the connection may be down right now).
+    /// Whether the last operation (or, before any, the start-up `PING`) reached Redis. It says
+    /// nothing about the next one.
     pub fn is_connected(&self) -> bool {
-        self.inner.manager.get().is_some()
+        self.inner.healthy.load(Ordering::Relaxed)
     }
 }
 
@@ -197,213 +208,56 @@ impl Cache for RedisCache {
 }
 
 impl Inner {
-    /// Runs `cmd` within the operation timeout, or fails at once while Redis is known to be
-    /// unreachable.
+    /// Runs `cmd` on the shared connection, as the client reports it.
+    async fn run<T: FromRedisValue>(&self, cmd: &Cmd) -> redis::RedisResult<T> {
+        cmd.query_async(&mut self.manager.clone()).await
+    }
+
+    /// Runs `cmd`, turning a client error into this crate's [`Error`] and logging the moments
+    /// Redis is lost and found again.
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        let Some(manager) = self.manager.get() else {
-            return Err(self.failure(format!(
-                "not connected to redis at {} yet; connecting in the background",
-                self.config.endpoint()
-            )));
-        };
-        if self.now_ms() < self.fail_fast_until.load(Ordering::Relaxed) {
-            return Err(self.failure(format!(
-                "redis at {} failed less than {COOLDOWN:?} ago; not asking it again yet",
-                self.config.endpoint()
-            )));
-        }
-        // A `ConnectionManager` clone shares the one multiplexed connection.
-        let mut conn = manager.clone();
-        let timeout = self.config.op_timeout();
-        match tokio::time::timeout(timeout, cmd.query_async::<T>(&mut conn)).await {
-            Ok(Ok(value)) => {
-                if !self.healthy.swap(true, Ordering::Relaxed) {
+        match self.run(cmd).await {
+            Ok(value) => {
+                // A load first: the flag is shared by every worker, and a write on every
+                // operation would make them contend for its cache line.
+                if !self.healthy.load(Ordering::Relaxed)
+                    && !self.healthy.swap(true, Ordering::Relaxed)
+                {
                     tracing::info!(
                         backend = "redis",
-                        endpoint = %self.config.endpoint(),
+                        endpoint = self.config.endpoint(),
                         "redis answers again"
                     );
                 }
                 Ok(value)
             }
-            Ok(Err(err)) => {
-                // Only a failure to reach Redis says anything about the next operation; an
-                // error reply (a wrong type under the key, a value that is not UTF-8) does not.
-                if err.is_io_error() {
-                    self.fail_fast(&describe(&err));
+            Err(err) => {
+                let error = operation_error(&self.config, &err);
+                if let Error::Unavailable { source, .. } = &error {
+                    if self.healthy.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(
+                            backend = "redis",
+                            endpoint = self.config.endpoint(),
+                            cause = %source,
+                            "lost redis; requests compute until it answers again"
+                        );
+                    }
                 }
-                Err(self.failure(format!(
-                    "redis at {}: {}",
-                    self.config.endpoint(),
-                    describe(&err)
-                )))
-            }
-            Err(_elapsed) => {
-                let message = format!(
-                    "redis at {} did not answer within {timeout:?}",
-                    self.config.endpoint()
-                );
-                self.fail_fast(&message);
-                Err(self.failure(message))
+                Err(error)
             }
         }
     }
-
-    /// Makes operations fail at once for [`COOLDOWN`], logging the first failure of a series.
-    fn fail_fast(&self, cause: &str) {
-        let until = self.now_ms() + COOLDOWN.as_millis() as u64;
-        self.fail_fast_until.fetch_max(until, Ordering::Relaxed);
-        if self.healthy.swap(false, Ordering::Relaxed) {
-            tracing::warn!(
-                backend = "redis",
-                endpoint = %self.config.endpoint(),
-                cause = %self.config.redact(cause),
-                "lost redis; requests compute until it answers again"
-            );
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        // Starts at 1 so that the initial 0 of `fail_fast_until` is always in the past.
-        self.epoch.elapsed().as_millis() as u64 + 1
-    }
-
-    /// A backend error whose message has been scrubbed of the password.
-    fn failure(&self, message: String) -> Error {
-        Error::backend("redis", Failure(self.config.redact(&message)))
-    }
-
-    /// One connection attempt with a `PING`, to tell a wrong setting from a Redis that is
-    /// down before committing to a long-lived connection.
-    async fn probe(&self) -> Result<(), ConnectFailure> {
-        // Start-up can afford to wait a little longer than a request, so that a slow first
-        // handshake is not mistaken for an outage.
-        let timeout = self.config.op_timeout().max(Duration::from_secs(1));
-        let connection_config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
-        let attempt = async {
-            let mut conn = self
-                .client
-                .get_multiplexed_async_connection_with_config(&connection_config)
-                .await?;
-            redis::cmd("PING").query_async::<()>(&mut conn).await
-        };
-        match tokio::time::timeout(timeout * 2, attempt).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(self.classify(&err)),
-            Err(_elapsed) => Err(ConnectFailure::Unavailable(format!(
-                "no answer within {:?}",
-                timeout * 2
-            ))),
-        }
-    }
-
-    fn classify(&self, err: &RedisError) -> ConnectFailure {
-        let config = &self.config;
-        let source = config.source();
-        let (password_setting, db_setting) = match source {
-            "REDIS_URL" => ("REDIS_URL", "REDIS_URL"),
-            _ => ("REDIS_PASSWORD", "REDIS_DB"),
-        };
-        let message =
-            if err.kind() == ErrorKind::AuthenticationFailed || err.code() == Some("WRONGPASS") {
-                format!(
-                    "redis at {} refused the credentials; check the password (and user) in \
-                 {password_setting}",
-                    config.endpoint(),
-                )
-            } else if err.code() == Some("NOAUTH") {
-                format!(
-                    "redis at {} requires a password; give it in {password_setting}",
-                    config.endpoint(),
-                )
-            } else if err.code() == Some("NOPERM") {
-                format!(
-                    "redis at {} does not let this user run GET, SET and PING: {}",
-                    config.endpoint(),
-                    describe(err)
-                )
-            } else if err.to_string().contains("refused to switch database") {
-                format!(
-                    "redis at {} has no database {} ({}); check {db_setting}",
-                    config.endpoint(),
-                    config.db(),
-                    err.detail().unwrap_or("refused to switch database"),
-                )
-            } else if err.kind() == ErrorKind::InvalidClientConfig {
-                format!("{source} is not usable: {}", describe(err))
-            } else {
-                return ConnectFailure::Unavailable(config.redact(&describe(err)));
-            };
-        ConnectFailure::Misconfigured(config.redact(&message))
-    }
-
-    /// Creates the long-lived connection manager after a successful probe; it connects on
-    /// first use and reconnects by itself from then on.
-    fn install_manager(&self) -> Result<()> {
-        let timeout = self.config.op_timeout();
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            // Reconnection attempts after a drop: up to 6, 100 ms apart at first, at most 1 s,
-            // so that a restarted Redis is used again within about a second.
-            .set_number_of_retries(6)
-            .set_min_delay(Duration::from_millis(100))
-            .set_max_delay(Duration::from_secs(1));
-        let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), manager_config)
-            .map_err(|err| self.failure(describe(&err)))?;
-        // Only the start-up or the one background connector gets here, never both.
-        let _ = self.manager.set(manager);
-        Ok(())
-    }
 }
 
-/// Keeps trying to reach a Redis that was down at start-up, until it answers or the cache is
-/// dropped. Holds only a weak reference, so it never keeps a dropped cache alive.
-async fn connect_in_background(inner: Weak<Inner>, mut last_cause: String) {
-    let mut delay = RETRY_MIN;
-    loop {
-        tokio::time::sleep(delay).await;
-        let Some(inner) = inner.upgrade() else { return };
-        let cause = match inner.probe().await {
-            Ok(()) => match inner.install_manager() {
-                Ok(()) => {
-                    inner.healthy.store(true, Ordering::Relaxed);
-                    tracing::info!(
-                        backend = "redis",
-                        endpoint = %inner.config.endpoint(),
-                        db = inner.config.db(),
-                        "connected to redis; using the cache from now on"
-                    );
-                    return;
-                }
-                Err(err) => format!("{err:#}"),
-            },
-            Err(ConnectFailure::Misconfigured(message)) => message,
-            Err(ConnectFailure::Unavailable(cause)) => cause,
-        };
-        // Repeating the same cause every few seconds would drown the log; a new one is news.
-        if cause != last_cause {
-            tracing::warn!(
-                backend = "redis",
-                endpoint = %inner.config.endpoint(),
-                cause = %cause,
-                "still cannot use redis; retrying in the background"
-            );
-        } else {
-            tracing::debug!(backend = "redis", cause = %cause, "redis still unreachable");
-        }
-        last_cause = cause;
-        delay = (delay * 2).min(RETRY_MAX);
-    }
-}
-
-/// A client error as a sentence: its `Display` without the ` - KindName` the `redis` crate
-/// puts after its own descriptions.
-pub(crate) fn describe(err: &RedisError) -> String {
-    err.to_string()
-        .replacen(&format!(" - {:?}", err.kind()), "", 1)
+/// The connection manager's settings: both timeouts are the caller's per-operation limit, and
+/// reconnecting is quick and short (see `RECONNECT_RETRIES`).
+fn manager_config(config: &RedisConfig) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.op_timeout()))
+        .set_response_timeout(Some(config.op_timeout()))
+        .set_number_of_retries(RECONNECT_RETRIES)
+        .set_min_delay(RECONNECT_MIN_DELAY)
+        .set_max_delay(RECONNECT_MAX_DELAY)
 }
 
 /// A TTL in whole milliseconds as `SET ... PX` wants it: rounded up, at least 1, at most
@@ -412,21 +266,6 @@ fn ttl_millis(ttl: Duration) -> u64 {
     let ms = ttl.min(MAX_TTL).as_nanos().div_ceil(1_000_000);
     (ms as u64).max(1)
 }
-
-/// What went wrong in the client, as a message already scrubbed of the password.
-///
-/// The client's own error is not kept as a `source`: its text has been checked and redacted
-/// here, and a chain would bypass that.
-#[derive(Debug)]
-struct Failure(String);
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Failure {}
 
 async fn create(config: &Config) -> Result<RedisCache> {
     RedisCache::connect(RedisConfig::from_config(config)?).await
@@ -442,44 +281,17 @@ fibcache_core::register_backend! {
 mod tests {
     use super::*;
 
-    /// A cache aimed at a port nothing listens on, with its connection manager already
-    /// installed (it connects lazily, so nothing is attempted yet).
-    fn unreachable_cache() -> Inner {
+    #[test]
+    fn the_client_waits_at_most_the_operation_timeout() {
         let config = Config::default()
-            .with_var("REDIS_URL", "redis://127.0.0.1:1")
-            .with_var("REDIS_TIMEOUT_MS", "");
-        let config = RedisConfig::from_config(&config).unwrap();
-        let inner = Inner {
-            client: Client::open(config.connection_info().clone()).unwrap(),
-            config,
-            manager: OnceLock::new(),
-            fail_fast_until: AtomicU64::new(0),
-            epoch: Instant::now(),
-            healthy: AtomicBool::new(true),
-        };
-        inner.install_manager().unwrap();
-        inner
-    }
-
-    fn message(err: Error) -> String {
-        let source = std::error::Error::source(&err).expect("a backend error has a source");
-        source.to_string()
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn after_a_failure_operations_fail_without_asking_redis_for_the_cooldown() {
-        let inner = unreachable_cache();
-        let ping = redis::cmd("PING");
-        let first = message(inner.query::<()>(&ping).await.unwrap_err());
-        assert!(!first.contains("not asking it again"), "{first}");
-
-        tokio::time::advance(COOLDOWN / 2).await;
-        let during = message(inner.query::<()>(&ping).await.unwrap_err());
-        assert!(during.contains("not asking it again"), "{during}");
-
-        tokio::time::advance(COOLDOWN).await;
-        let after = message(inner.query::<()>(&ping).await.unwrap_err());
-        assert!(!after.contains("not asking it again"), "{after}");
+            .with_var("REDIS_URL", "redis://127.0.0.1:6379")
+            .with_op_timeout(Duration::from_millis(700));
+        let manager = manager_config(&RedisConfig::from_config(&config).unwrap());
+        assert_eq!(
+            manager.connection_timeout(),
+            Some(Duration::from_millis(700))
+        );
+        assert_eq!(manager.response_timeout(), Some(Duration::from_millis(700)));
     }
 
     #[test]
