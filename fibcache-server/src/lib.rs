@@ -10,8 +10,9 @@
 //! - [`http`]: routing and handlers, [`AppState`].
 //! - [`compute`]: request coalescing, the bounded computation pool, cancellation and timeouts.
 //! - [`metrics`]: the Prometheus series.
-//! - [`cli`]: flags and environment variables, start-up and exit codes.
-//! - `dynamic` (feature `dynamic`): loading backends from shared libraries.
+//! - [`cli`]: flags and environment variables, start-up and exit codes; with the feature
+//!   `dynamic`, `--plugin` loads backends from shared libraries through
+//!   `fibcache_core::plugin`, which holds the workspace's only `unsafe` code.
 //!
 //! # Example
 //! Serve from an in-process cache on a free port, ask once, and shut down:
@@ -44,14 +45,13 @@
 //! ```
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 // Referenced so that the linker keeps the backends crate and its `inventory` registrations.
 use fibcache_backends as _;
 
 pub mod cli;
 pub mod compute;
-#[cfg(feature = "dynamic")]
-pub mod dynamic;
 pub mod http;
 mod logging;
 pub mod metrics;
