@@ -1,14 +1,15 @@
-//! A backend loaded from a shared library against the same kind of backend compiled in: the
-//! example plugin `memcache` (an LRU with a TTL, like `memory`) against the built-in `memory`,
-//! both created from one registry and called through the `Arc<dyn Cache>` the server holds.
+//! A backend loaded from a shared library against the same backend compiled in: the example
+//! plugin `memcache` (the `memory` backend's code, built into a plugin) against the built-in
+//! `memory`, both created from one registry and called through the `Arc<dyn Cache>` the server
+//! holds.
 //!
 //! Run with `cargo bench --features dynamic --bench plugin`; it builds
 //! `examples/memcache_plugin.rs` as a `cdylib` (same profile and features) if needed. Read the
 //! pairs side by side:
 //! - `plugin/get_hit/{memory,memcache}` and `plugin/set/{memory,memcache}`: one operation at a
 //!   time; `time` per operation. The difference is the plugin boundary: copying key and value
-//!   across the C ABI, the completion callback and its oneshot channel, and the plugin's own
-//!   lock (the two LRUs themselves cost about the same).
+//!   across the C ABI, and the completion callback and its oneshot channel (the LRU behind both
+//!   is the same code).
 //! - `plugin/get_hit_threads=2/{memory,memcache}`: the same from 2 threads at once (the
 //!   server's 2 workers on this machine); one iteration is one get on each thread and `thrpt`
 //!   is gets per second in total.
@@ -41,7 +42,7 @@ fn get_hits(cache: &Arc<dyn Cache>, threads: usize, iters: u64) -> Duration {
 fn plugin(c: &mut Criterion) {
     let library = common::example_plugin("memcache_plugin").unwrap_or_else(|err| panic!("{err}"));
     let mut registry = Registry::new().expect("registry");
-    fibcache_server::dynamic::load_plugins(&[library], &mut registry)
+    fibcache_core::plugin::load_plugins(&[library], &mut registry)
         .unwrap_or_else(|err| panic!("{err}"));
 
     let rt = common::current_thread();

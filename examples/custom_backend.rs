@@ -13,6 +13,8 @@
 //! threads working on different keys rarely wait for each other. Unlike the built-in `memory`
 //! backend it has no capacity bound: fine for fibcache, whose keys are bounded by `--max-n`.
 
+#![forbid(unsafe_code)]
+
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};

@@ -7,6 +7,8 @@
 //! cargo run --features dynamic -- --plugin target/debug/examples/libfixture_duplicate_name.so
 //! ```
 
+#![forbid(unsafe_code)]
+
 use fibcache_core::nop::NopCache;
 use fibcache_core::{export_plugin, register_backend, Config, Result};
 

@@ -8,6 +8,8 @@
 //!     --plugin target/debug/examples/libfixture_failing_factory.so --cache failing
 //! ```
 
+#![forbid(unsafe_code)]
+
 use fibcache_core::nop::NopCache;
 use fibcache_core::{export_plugin, register_backend, Config, Error, Result};
 

@@ -8,6 +8,8 @@
 //!     --plugin target/debug/examples/libfixture_panicking_plugin.so --cache panicky
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use fibcache_core::{async_trait, export_plugin, register_backend, Cache, Config, Result};

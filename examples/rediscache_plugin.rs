@@ -13,6 +13,8 @@
 //! ```
 //! (On macOS the library is `librediscache_plugin.dylib`.)
 
+#![forbid(unsafe_code)]
+
 use fibcache_backends::redis::{RedisCache, RedisConfig};
 use fibcache_core::{export_plugin, register_backend, Config, Result};
 

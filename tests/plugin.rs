@@ -2,17 +2,20 @@
 //! this test run, then loaded into the real `fibcache` binary and into this process.
 //!
 //! Run with `cargo test --features dynamic,redis --test plugin` (without `redis`, the
-//! `rediscache` tests are left out, because that plugin needs the Redis client).
-#![cfg(feature = "dynamic")]
+//! `rediscache` tests are left out, because that plugin needs the Redis client). The
+//! `memcache` plugin is the `memory` backend, so the test needs that feature too (it is on by
+//! default).
+#![cfg(all(feature = "dynamic", feature = "memory"))]
 
 mod support;
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
+use fibcache_core::plugin::{load_plugins, LoadError, ABI_VERSION};
 use fibcache_core::{Config, Error, Origin, Registry};
-use fibcache_server::dynamic::{load_plugins, PluginError};
 use support::{get, json, Spawn};
 
 /// Every plugin example this build can make.
@@ -20,7 +23,9 @@ const EXAMPLES: &[&str] = &[
     "memcache_plugin",
     #[cfg(feature = "redis")]
     "rediscache_plugin",
-    "fixture_wrong_abi",
+    "fixture_abi_v1",
+    "fixture_old_core",
+    "fixture_panic_abort",
     "fixture_panicking_plugin",
     "fixture_failing_factory",
     "fixture_duplicate_name",
@@ -148,18 +153,24 @@ async fn a_failing_factory_is_a_config_error_carrying_the_plugins_message() {
 #[tokio::test]
 async fn plugin_log_events_reach_the_host_subscriber() {
     let registry = registry_with(&["memcache_plugin"]);
-    let cache = registry.create("memcache", &config()).await.unwrap();
-    let key = format!("logged-key-{}", std::process::id());
-    cache.set(&key, "1", Duration::from_secs(5)).await.unwrap();
+    // A capacity no other test asks for, so that the event found is this test's own.
+    let capacity = NonZeroUsize::new(31_337).unwrap();
+    registry
+        .create("memcache", &config().with_capacity(capacity))
+        .await
+        .unwrap();
     let path = plugin("memcache_plugin").display().to_string();
     let events = captured();
-    let set = events
+    let created = events
         .iter()
-        .find(|e| e.contains(&format!("key={key}")) && e.contains("memcache set"))
-        .unwrap_or_else(|| panic!("no `memcache set` event for {key} in {events:#?}"));
-    assert!(set.starts_with("DEBUG fibcache::plugin:"), "{set}");
-    assert!(set.contains(&format!("plugin={path}")), "{set}");
-    assert!(set.contains("plugin_target=memcache_plugin"), "{set}");
+        .find(|e| e.contains("memcache created") && e.contains(&format!("capacity={capacity}")))
+        .unwrap_or_else(|| panic!("no `memcache created` event for {capacity} in {events:#?}"));
+    assert!(created.starts_with("INFO fibcache::plugin:"), "{created}");
+    assert!(created.contains(&format!("plugin={path}")), "{created}");
+    assert!(
+        created.contains("plugin_target=memcache_plugin"),
+        "{created}"
+    );
 }
 
 #[test]
@@ -167,7 +178,7 @@ fn loading_a_library_twice_is_refused_as_a_name_clash() {
     let mut registry = registry_with(&["memcache_plugin"]);
     let path = plugin("memcache_plugin");
     let err = load_plugins(std::slice::from_ref(&path), &mut registry).unwrap_err();
-    assert!(matches!(err, PluginError::NameTaken { .. }), "{err:?}");
+    assert!(matches!(err, LoadError::NameTaken { .. }), "{err:?}");
     let shown = path.display();
     assert_eq!(
         err.to_string(),
@@ -186,7 +197,7 @@ fn bad_libraries_are_refused_in_process_with_the_reason() {
         let err = load_plugins(std::slice::from_ref(&case.path), &mut registry).unwrap_err();
         let text = err.to_string();
         assert!(
-            text.contains(case.expect),
+            text.contains(&case.expect),
             "{}: {text:?} should contain {:?}",
             case.what,
             case.expect
@@ -207,10 +218,10 @@ fn bad_libraries_are_refused_in_process_with_the_reason() {
 }
 
 #[test]
-fn a_wrong_abi_names_both_sides_versions() {
-    let path = plugin("fixture_wrong_abi");
+fn a_plugin_of_abi_1_is_refused_naming_both_sides_versions() {
+    let path = plugin("fixture_abi_v1");
     let err = load_plugins(&[path], &mut Registry::new().unwrap()).unwrap_err();
-    let PluginError::Incompatible {
+    let LoadError::Incompatible {
         plugin_abi,
         host_abi,
         plugin_core,
@@ -220,26 +231,49 @@ fn a_wrong_abi_names_both_sides_versions() {
     else {
         panic!("expected Incompatible, got {err:?}");
     };
-    assert_eq!(*plugin_abi, 999);
-    assert_eq!(*host_abi, fibcache_core::plugin::ABI_VERSION);
-    assert_eq!(plugin_core, fibcache_core::VERSION);
-    assert_eq!(host_core, fibcache_core::VERSION);
+    assert_eq!((*plugin_abi, plugin_core.as_str()), (1, "0.1.0"));
+    assert_eq!((*host_abi, host_core.as_str()), (2, fibcache_core::VERSION));
     let text = err.to_string();
-    assert!(text.contains("plugin ABI 999"), "{text}");
+    assert!(
+        text.contains("built for plugin ABI 1 (fibcache-core 0.1.0)"),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
-            "speaks ABI {}",
-            fibcache_core::plugin::ABI_VERSION
+            "speaks ABI 2 (fibcache-core {})",
+            fibcache_core::VERSION
         )),
         "{text}"
     );
+}
+
+#[test]
+fn a_plugin_of_this_abi_but_an_incompatible_core_is_refused() {
+    let path = plugin("fixture_old_core");
+    let err = load_plugins(&[path], &mut Registry::new().unwrap()).unwrap_err();
+    let LoadError::Incompatible {
+        plugin_abi,
+        plugin_core,
+        ..
+    } = &err
+    else {
+        panic!("expected Incompatible, got {err:?}");
+    };
+    assert_eq!((*plugin_abi, plugin_core.as_str()), (ABI_VERSION, "0.1.0"));
+}
+
+#[test]
+fn a_plugin_built_with_panic_abort_is_refused() {
+    let path = plugin("fixture_panic_abort");
+    let err = load_plugins(&[path], &mut Registry::new().unwrap()).unwrap_err();
+    assert!(matches!(err, LoadError::PanicAbort { .. }), "{err:?}");
 }
 
 /// One library that must be refused, and a piece of the message that says why.
 struct BadInput {
     what: &'static str,
     path: PathBuf,
-    expect: &'static str,
+    expect: String,
 }
 
 fn bad_inputs() -> Vec<BadInput> {
@@ -250,24 +284,42 @@ fn bad_inputs() -> Vec<BadInput> {
         BadInput {
             what: "missing file",
             path: tmp.join("no-such-plugin.so"),
-            expect: "does not exist",
+            expect: "does not exist".to_owned(),
         },
         BadInput {
             what: "text file",
             path: text_file,
-            expect: "is not a loadable shared library",
+            expect: "is not a loadable shared library".to_owned(),
         },
         BadInput {
-            what: "wrong ABI",
-            path: plugin("fixture_wrong_abi"),
-            expect: "was built for plugin ABI 999",
+            what: "ABI 1",
+            path: plugin("fixture_abi_v1"),
+            expect: format!(
+                "was built for plugin ABI 1 (fibcache-core 0.1.0) but this fibcache speaks ABI 2 \
+                 (fibcache-core {})",
+                fibcache_core::VERSION
+            ),
+        },
+        BadInput {
+            what: "incompatible core",
+            path: plugin("fixture_old_core"),
+            expect: format!(
+                "was built for plugin ABI 2 (fibcache-core 0.1.0) but this fibcache speaks ABI 2 \
+                 (fibcache-core {})",
+                fibcache_core::VERSION
+            ),
+        },
+        BadInput {
+            what: "panic=abort",
+            path: plugin("fixture_panic_abort"),
+            expect: "was built with panic=abort".to_owned(),
         },
     ];
     if let Some(libc) = system_libc() {
         cases.push(BadInput {
             what: "system libc",
             path: libc,
-            expect: "is a shared library but not a fibcache plugin",
+            expect: "is a shared library but not a fibcache plugin".to_owned(),
         });
     }
     cases
@@ -403,21 +455,21 @@ fn bad_plugins_stop_start_up_with_one_line_and_status_2() {
         BadInput {
             what: "factory fails",
             path: plugin("fixture_failing_factory"),
-            expect: "backend `failing` is misconfigured: FAILING_FIXTURE_SETTING is not set",
+            expect: "backend `failing` is misconfigured: FAILING_FIXTURE_SETTING is not set"
+                .to_owned(),
         },
         Some("failing"),
     ));
-    if cfg!(feature = "memory") {
-        cases.push((
-            BadInput {
-                what: "name taken",
-                path: plugin("fixture_duplicate_name"),
-                expect: "registers backend `memory`, which is already taken by \
-                         static:fibcache-backends",
-            },
-            None,
-        ));
-    }
+    cases.push((
+        BadInput {
+            what: "name taken",
+            path: plugin("fixture_duplicate_name"),
+            expect: "registers backend `memory`, which is already taken by \
+                     static:fibcache-backends"
+                .to_owned(),
+        },
+        None,
+    ));
     for (case, backend) in cases {
         let mut spawn = Spawn::new()
             .arg("--plugin")
@@ -440,7 +492,7 @@ fn bad_plugins_stop_start_up_with_one_line_and_status_2() {
             exit.stderr
         );
         assert!(
-            errors[0].starts_with("fibcache: error: ") && errors[0].contains(case.expect),
+            errors[0].starts_with("fibcache: error: ") && errors[0].contains(&case.expect),
             "{}: {:?} should contain {:?}",
             case.what,
             errors[0],

@@ -12,7 +12,14 @@
 //! - [`registry`]: [`register_backend!`], [`Registry`], [`Config`] (what a factory receives).
 //! - [`fib`]: the slow, cancellable Fibonacci the server computes, and the fast exact one.
 //! - [`nop`]: the `nop` backend, always registered.
-//! - `plugin` (feature `plugin`): the C-ABI boundary for backends loaded from shared libraries.
+//! - `plugin` (feature `plugin`): the C-ABI boundary for backends loaded from shared
+//!   libraries, both sides of it: `export_plugin!` for plugin authors, `load_plugins` for the
+//!   host.
+//!
+//! # Unsafe code
+//! The crate denies `unsafe` everywhere but in `plugin`, which holds every FFI type and every
+//! `unsafe` line of the workspace together with the invariants they rely on; every other
+//! crate of the workspace forbids `unsafe` outright.
 //!
 //! # Example
 //! A backend in a crate of its own, registered with one macro line and created by name:
@@ -58,12 +65,14 @@
 //! ```
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod cache;
 mod error;
 pub mod fib;
 pub mod nop;
 #[cfg(feature = "plugin")]
+#[allow(unsafe_code)]
 pub mod plugin;
 pub mod registry;
 

@@ -221,7 +221,7 @@ fn registry(plugins: &[PathBuf]) -> anyhow::Result<Registry> {
 
 #[cfg(feature = "dynamic")]
 fn load_plugins(plugins: &[PathBuf], registry: &mut Registry) -> anyhow::Result<()> {
-    crate::dynamic::load_plugins(plugins, registry).map_err(startup)
+    fibcache_core::plugin::load_plugins(plugins, registry).map_err(startup)
 }
 
 #[cfg(not(feature = "dynamic"))]

@@ -22,7 +22,9 @@
 //!   the bounded computation pool, cancellation and timeouts.
 //! - [`server`]: [`run`] (the accept loop, connection limits, graceful shutdown).
 //! - [`metrics`]: the Prometheus series.
-//! - [`cli`]: flags and environment variables, start-up and exit codes.
+//! - [`cli`]: flags and environment variables, start-up and exit codes; with the feature
+//!   `dynamic`, `--plugin` loads backends from shared libraries through
+//!   `fibcache_core::plugin`, which holds the workspace's only `unsafe` code.
 //!
 //! # Optional features
 //! - `memory` (default): the in-process LRU backend `memory`.
@@ -63,6 +65,7 @@
 //! ```
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 // Referenced so that the linker keeps the backends crate and its `inventory` registrations.
 use fibcache_backends as _;
@@ -70,8 +73,6 @@ use fibcache_backends as _;
 pub mod app;
 mod cache;
 pub mod cli;
-#[cfg(feature = "dynamic")]
-pub mod dynamic;
 pub mod engine;
 mod logging;
 pub mod metrics;

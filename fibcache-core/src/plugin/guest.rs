@@ -1,5 +1,5 @@
-//! The plugin side of the boundary: the `extern "C"` functions that
-//! [`export_plugin!`](crate::export_plugin) puts behind the handshake.
+//! The plugin side of the boundary: the `extern "C"` functions behind the handshake that
+//! [`export_plugin!`](crate::export_plugin) writes.
 //!
 //! Each plugin carries its own copy of this module. It owns a small tokio runtime, created the
 //! first time an operation needs one, because the plugin's tokio is not the host's: a future
@@ -9,11 +9,16 @@
 //! only if it is not finished then is it spawned onto the runtime. A synchronous backend
 //! therefore answers before the call returns, with no thread hop, and an asynchronous one
 //! (Redis) goes on in the plugin while the host's worker is free.
+//!
+//! Invariants: every function here catches panics and answers its `done` exactly once (a
+//! [`Reply`] that is dropped unsent answers a failure), and copies what it keeps of the
+//! host's arguments before it returns or defers anything.
 
 use std::any::Any;
 use std::ffi::c_void;
 use std::future::Future;
-use std::mem::ManuallyDrop;
+use std::marker::PhantomData;
+use std::mem::{size_of, ManuallyDrop};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -21,26 +26,49 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::runtime::Runtime;
 
-use super::{
-    log, BackendInfo, Done, FfiConfig, FfiDuration, HostApi, Instance, PluginApi, RStr, Status,
+use super::abi::{
+    read_extensible, BackendInfo, Done, Extensible, FfiConfig, FfiDuration, Handshake, HostApi,
+    Instance, PluginApi, RStr, Status, ABI_VERSION,
 };
+use super::log;
 use crate::registry::Registration;
 use crate::{Cache, Error};
 
-/// The signature of the `init` that `export_plugin!` writes in the plugin crate.
-pub type InitFn = unsafe extern "C" fn(host: *const HostApi, ctx: *mut c_void, done: Done);
+/// The crate whose backends a plugin exports: `export_plugin!` implements it for a type of
+/// its own, because the `init` of the function table needs the crate's name and a function
+/// pointer cannot carry it.
+#[doc(hidden)]
+pub trait ExportedCrate: 'static {
+    /// The crate's `CARGO_PKG_NAME`.
+    const NAME: &'static str;
+    /// The crate's `CARGO_PKG_VERSION`.
+    const VERSION: &'static str;
+}
 
-/// The function table of a plugin whose `init` is `init`.
-pub const fn api(init: InitFn) -> PluginApi {
-    PluginApi {
-        init,
+impl Handshake {
+    /// The handshake of a plugin that exports the backends of the crate `P`; written by
+    /// `export_plugin!`.
+    #[doc(hidden)]
+    pub const fn of<P: ExportedCrate>() -> Handshake {
+        Handshake::new(P::NAME, P::VERSION, &Table::<P>::API)
+    }
+}
+
+/// Where the function table of the crate `P` lives: an associated constant, so that the
+/// handshake can point to it as a `'static`.
+pub(super) struct Table<P>(PhantomData<P>);
+
+impl<P: ExportedCrate> Table<P> {
+    pub(super) const API: PluginApi = PluginApi {
+        size: size_of::<PluginApi>(),
+        init: init::<P>,
         backend_count,
         backend_info,
         create,
         get,
         set,
         release,
-    }
+    };
 }
 
 /// The backends this library exports, sorted by name; fixed by the first `init`.
@@ -50,27 +78,42 @@ fn exported() -> &'static [&'static Registration] {
     EXPORTED.get().map(Vec::as_slice).unwrap_or(&[])
 }
 
-/// `init` for the plugin crate `krate`: picks the registrations of that crate, installs the
-/// log forwarding and the panic hook, and answers through `done`.
+/// `init` for the plugin crate `P`: picks the registrations of that crate, installs the log
+/// forwarding and the panic hook, and answers through `done`.
 ///
 /// # Safety
 /// `host` must be valid for the call; `done` must be callable with `ctx`; the
 /// [`HostApi::log_ctx`] must stay valid for as long as the process runs.
-pub unsafe fn init(krate: &'static str, host: *const HostApi, ctx: *mut c_void, done: Done) {
+unsafe extern "C" fn init<P: ExportedCrate>(host: *const HostApi, ctx: *mut c_void, done: Done) {
     guarded(Reply { ctx, done }, |slot| {
+        // SAFETY: the caller guarantees `host` for the duration of this call.
+        let host = match unsafe { read_extensible(host) } {
+            Ok(host) => host,
+            Err(size) => {
+                let message = too_small("host table", size, HostApi::MANDATORY);
+                return take(slot).send(Status::FAILED, &message, std::ptr::null());
+            }
+        };
         EXPORTED.get_or_init(|| {
             let mut mine: Vec<_> = Registration::all()
-                .filter(|reg| reg.krate == krate)
+                .filter(|reg| reg.krate == P::NAME)
                 .collect();
             mine.sort_by_key(|reg| reg.name);
             mine
         });
-        // SAFETY: the caller guarantees `host` for the duration of this call, and the log
-        // context for longer.
-        unsafe { log::install(&*host) };
+        // SAFETY: the caller guarantees the log context for as long as the process runs.
+        unsafe { log::install(&host) };
         install_panic_hook();
         take(slot).send(Status::OK, "", std::ptr::null());
     });
+}
+
+/// Why a struct the host wrote cannot be read.
+fn too_small(what: &str, size: usize, mandatory: usize) -> String {
+    format!(
+        "the host's {what} has {size} bytes, fewer than the {mandatory} of plugin ABI \
+         {ABI_VERSION}; the host is broken"
+    )
 }
 
 /// Routes the plugin's panic messages (its own `std`'s hook) to the host's log instead of
@@ -106,13 +149,20 @@ unsafe extern "C" fn backend_info(index: usize, out: *mut BackendInfo) -> Status
 
 unsafe extern "C" fn create(index: usize, config: *const FfiConfig, ctx: *mut c_void, done: Done) {
     guarded(Reply { ctx, done }, |slot| {
+        // SAFETY: the host passes a config valid for the duration of this call; it is
+        // copied here, before anything is deferred.
+        let config = match unsafe { read_extensible(config) } {
+            // SAFETY: as above, for the strings it points to.
+            Ok(config) => unsafe { config.to_config() },
+            Err(size) => {
+                let message = too_small("config", size, FfiConfig::MANDATORY);
+                return take(slot).send(Status::FAILED, &message, std::ptr::null());
+            }
+        };
         let Some(reg) = exported().get(index) else {
             let message = format!("the plugin has no backend #{index}");
             return take(slot).send(Status::FAILED, &message, std::ptr::null());
         };
-        // SAFETY: the host passes a config valid for the duration of this call; it is
-        // copied here, before anything is deferred.
-        let config = unsafe { (*config).to_config() };
         let factory = reg.factory;
         let runtime = runtime();
         let reply = take(slot);
@@ -250,11 +300,7 @@ impl Reply {
     }
 
     fn fail(self, err: &Error) {
-        let (status, text) = match err {
-            Error::Unavailable { .. } => (Status::UNAVAILABLE, chain(err)),
-            Error::Config { message, .. } => (Status::CONFIG, message.clone()),
-            other => (Status::FAILED, chain(other)),
-        };
+        let (status, text) = Status::of_error(err);
         self.send(status, &text, std::ptr::null());
     }
 
@@ -319,14 +365,62 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// `err` and its sources, joined with `": "`, as `anyhow`'s `{:#}` does.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    struct Fixture;
+
+    impl ExportedCrate for Fixture {
+        const NAME: &'static str = "guest-test";
+        const VERSION: &'static str = "0.0.0";
     }
-    text
+
+    /// Where [`record`] puts an answer.
+    type Answer = Mutex<Option<(Status, String)>>;
+
+    /// A `done` that keeps the answer in the [`Answer`] `ctx` points to.
+    unsafe extern "C" fn record(ctx: *mut c_void, status: Status, text: RStr, _: *const Instance) {
+        // SAFETY: the tests pass an `Answer` that outlives the call, and a text valid for it.
+        let (answer, text) = unsafe { (&*ctx.cast::<Answer>(), text.to_string_lossy()) };
+        *answer.lock().unwrap() = Some((status, text));
+    }
+
+    /// What a host that wrote only a `size` of 8 bytes gets back from `call`.
+    fn answer_to_a_struct_of_8_bytes(call: impl FnOnce(*const usize, *mut c_void)) -> String {
+        let size: usize = 8;
+        let answer = Answer::default();
+        call(&size, std::ptr::from_ref(&answer).cast_mut().cast());
+        let (status, text) = answer.into_inner().unwrap().expect("answered");
+        assert_eq!(status, Status::FAILED, "{text}");
+        text
+    }
+
+    #[test]
+    fn a_host_table_smaller_than_the_mandatory_part_is_refused() {
+        let text = answer_to_a_struct_of_8_bytes(|host, ctx| {
+            // SAFETY: a readable `size` that says nothing else is there; `ctx` is an `Answer`.
+            unsafe { init::<Fixture>(host.cast(), ctx, record) }
+        });
+        let expected = format!(
+            "host table has 8 bytes, fewer than the {}",
+            HostApi::MANDATORY
+        );
+        assert!(text.contains(&expected), "{text}");
+    }
+
+    #[test]
+    fn a_config_smaller_than_the_mandatory_part_is_refused() {
+        let text = answer_to_a_struct_of_8_bytes(|config, ctx| {
+            // SAFETY: as above.
+            unsafe { create(0, config.cast(), ctx, record) }
+        });
+        let expected = format!(
+            "config has 8 bytes, fewer than the {}",
+            FfiConfig::MANDATORY
+        );
+        assert!(text.contains(&expected), "{text}");
+    }
 }

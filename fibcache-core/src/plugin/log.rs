@@ -1,12 +1,16 @@
-//! Forwarding of a plugin's `tracing` events to the host.
+//! Forwarding of a plugin's `tracing` events to the host: both ends.
 //!
 //! A plugin's `tracing` has its own dispatcher, which knows nothing of the host's subscriber.
-//! So the plugin installs, as its global default, a subscriber that formats each enabled event
-//! (message, then the fields as ` key=value`) and hands it to the host's [`LogFn`], which
-//! re-emits it in the host. Only events cross: spans are accepted and ignored.
+//! So the plugin installs ([`install`]), as its global default, a subscriber that formats each
+//! enabled event (message, then the fields as ` key=value`) and hands it to the host's
+//! [`LogFn`]; the host's end ([`host_sink`]) re-emits it with the target `fibcache::plugin`
+//! and the fields `plugin` (the library's path) and `plugin_target` (the event's target in the
+//! plugin). Only events cross: spans are accepted and ignored. The level crosses as an
+//! [`FfiLevel`], whose conversions are the only mapping between levels and numbers.
 
 use std::ffi::c_void;
 use std::fmt::{self, Write as _};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Once, RwLock};
 
@@ -16,7 +20,7 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
 
-use super::{level, HostApi, LogFn, LogRecord, RStr};
+use super::abi::{FfiLevel, HostApi, LogFn, LogRecord, RStr};
 
 /// Where events go.
 struct Sink {
@@ -34,8 +38,8 @@ unsafe impl Sync for Sink {}
 /// library several times), which is why it is not a `OnceLock`.
 static SINK: RwLock<Option<Sink>> = RwLock::new(None);
 
-/// The most verbose level the host wants, as a [`level`] constant.
-static MAX_LEVEL: AtomicU32 = AtomicU32::new(level::OFF);
+/// The most verbose level the host wants, as the number of an [`FfiLevel`].
+static MAX_LEVEL: AtomicU32 = AtomicU32::new(FfiLevel::OFF.0);
 
 /// Points the plugin's `tracing` at the host's log function.
 ///
@@ -48,12 +52,12 @@ pub(super) unsafe fn install(host: &HostApi) {
         log,
     });
     let max = if sink.is_some() {
-        host.max_level.min(level::TRACE)
+        host.max_level
     } else {
-        level::OFF
+        FfiLevel::OFF
     };
     *SINK.write().unwrap_or_else(|e| e.into_inner()) = sink;
-    MAX_LEVEL.store(max, Ordering::Relaxed);
+    MAX_LEVEL.store(max.0, Ordering::Relaxed);
 
     static INSTALLED: Once = Once::new();
     INSTALLED.call_once(|| {
@@ -65,18 +69,8 @@ pub(super) unsafe fn install(host: &HostApi) {
     tracing::callsite::rebuild_interest_cache();
 }
 
-fn number(level: &Level) -> u32 {
-    match *level {
-        Level::ERROR => level::ERROR,
-        Level::WARN => level::WARN,
-        Level::INFO => level::INFO,
-        Level::DEBUG => level::DEBUG,
-        Level::TRACE => level::TRACE,
-    }
-}
-
-fn max_level() -> u32 {
-    MAX_LEVEL.load(Ordering::Relaxed)
+fn max_level() -> LevelFilter {
+    FfiLevel(MAX_LEVEL.load(Ordering::Relaxed)).into()
 }
 
 /// The plugin's global subscriber.
@@ -92,18 +86,11 @@ impl Subscriber for Forward {
     }
 
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        number(metadata.level()) <= max_level()
+        *metadata.level() <= max_level()
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(match max_level() {
-            level::OFF => LevelFilter::OFF,
-            level::ERROR => LevelFilter::ERROR,
-            level::WARN => LevelFilter::WARN,
-            level::INFO => LevelFilter::INFO,
-            level::DEBUG => LevelFilter::DEBUG,
-            _ => LevelFilter::TRACE,
-        })
+        Some(max_level())
     }
 
     fn new_span(&self, _span: &Attributes<'_>) -> Id {
@@ -120,11 +107,9 @@ impl Subscriber for Forward {
         event.record(&mut text);
         let message = text.finish();
         let record = LogRecord {
-            level: number(metadata.level()),
+            level: (*metadata.level()).into(),
             target: RStr::new(metadata.target()),
             message: RStr::new(&message),
-            file: metadata.file().map_or(RStr::EMPTY, RStr::new),
-            line: metadata.line().unwrap_or(0),
         };
         let sink = SINK.read().unwrap_or_else(|e| e.into_inner());
         if let Some(sink) = &*sink {
@@ -168,4 +153,61 @@ impl Visit for Text {
             let _ = write!(self.fields, " {}={:?}", field.name(), value);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The host's end.
+
+/// The host's sink for the library at `path`: a context and the function to pass it to.
+pub(super) fn host_sink(path: &str) -> (*mut c_void, LogFn) {
+    // Leaked: the plugin may log from any thread until the process exits.
+    let source: &'static LogSource = Box::leak(Box::new(LogSource {
+        path: path.to_owned(),
+    }));
+    (std::ptr::from_ref(source).cast_mut().cast(), reemit)
+}
+
+/// The log context of one library.
+struct LogSource {
+    path: String,
+}
+
+/// Re-emits one of a plugin's events in the host.
+unsafe extern "C" fn reemit(ctx: *mut c_void, record: *const LogRecord) {
+    // A panicking subscriber must not unwind into the plugin.
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `ctx` is the leaked `LogSource` given at `init`; `record` and its strings
+        // are valid for the duration of this call.
+        let (source, record) = unsafe { (&*ctx.cast::<LogSource>(), &*record) };
+        // SAFETY: as above.
+        let (target, message) = unsafe {
+            (
+                String::from_utf8_lossy(record.target.as_bytes()),
+                String::from_utf8_lossy(record.message.as_bytes()),
+            )
+        };
+        // A record is never "off"; one that says so has nothing to show.
+        let Some(level) = LevelFilter::from(record.level).into_level() else {
+            return;
+        };
+        // `tracing` fixes an event's level where it is written, hence one call per level.
+        macro_rules! emit {
+            ($level:expr) => {
+                tracing::event!(
+                    target: "fibcache::plugin",
+                    $level,
+                    plugin = %source.path,
+                    plugin_target = %target,
+                    "{message}"
+                )
+            };
+        }
+        match level {
+            Level::ERROR => emit!(Level::ERROR),
+            Level::WARN => emit!(Level::WARN),
+            Level::INFO => emit!(Level::INFO),
+            Level::DEBUG => emit!(Level::DEBUG),
+            Level::TRACE => emit!(Level::TRACE),
+        }
+    }));
 }
