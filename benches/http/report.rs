@@ -116,8 +116,11 @@ pub fn chart(path: &Path, s: &Settings, rows: &[Row], loads: &[Vec<Load>]) -> Re
     let p50: Vec<Spread> = loads.iter().map(|r| over(r, |l| l.p50_ms)).collect();
     let p99: Vec<Spread> = loads.iter().map(|r| over(r, |l| l.p99_ms)).collect();
     let n = rows.len() as f64;
-    let top = p99.iter().map(|s| s.max).fold(P99_GOAL_MS, f64::max) * 1.15;
-    let root = SVGBackend::new(path, (140 * rows.len() as u32 + 120, 480)).into_drawing_area();
+    // Headroom above the highest whisker, for the legend.
+    let top = p99.iter().map(|s| s.max).fold(P99_GOAL_MS, f64::max) * 1.35;
+    // Wide enough for the caption whatever the number of rows.
+    let width = (140 * rows.len() as u32 + 120).max(840);
+    let root = SVGBackend::new(path, (width, 480)).into_drawing_area();
     root.fill(&WHITE)?;
     let caption = format!(
         "latency, GET {PATH}: median of {} round(s), range as whiskers ({})",
