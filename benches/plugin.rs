@@ -15,7 +15,7 @@
 //!   is gets per second in total.
 //!
 //! A hit through the HTTP server costs tens of microseconds, so a boundary that costs well
-//! under a microsecond here is invisible in `benches/http.rs`.
+//! under a microsecond here is invisible in the load report, `benches/http/`.
 
 mod common;
 

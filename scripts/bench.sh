@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The load report with every backend: installs `wrk` and `redis-server` when they are missing,
-# then runs `cargo bench --bench http` with the `redis` and `dynamic` features (see the header
-# of benches/http.rs for what it measures and the FIBCACHE_BENCH_* settings).
+# then runs `cargo bench --bench http` with the `redis` and `dynamic` features, in release (see
+# the header of benches/http/main.rs for what it measures and the FIBCACHE_BENCH_* settings).
 #
-#   scripts/bench.sh              # the load report: target/fibcache-bench/report.md, latency.svg
-#   scripts/bench.sh memory redis # only the rows whose name contains one of these words
-#   scripts/bench.sh --all        # every bench: the criterion benches, then the load report
+#   scripts/bench.sh                          # target/fibcache-bench/report.md, latency.svg
+#   FIBCACHE_BENCH_ROUNDS=3 scripts/bench.sh  # 3 rounds instead of 5
+#   scripts/bench.sh memory redis             # only the rows whose name contains these words
+#   scripts/bench.sh --all                    # every bench: criterion's, then the reports
 #
-# Installing needs Debian/Ubuntu's apt-get and root (or sudo). Without `wrk` the report uses
-# its own Rust load generator and says so; without `redis-server` the redis row is skipped.
+# Installing needs Debian/Ubuntu's apt-get and root (or sudo). `wrk` is the report's only load
+# generator and `redis-server` serves its redis row: without either, the report stops and says
+# how to install it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,5 +1,5 @@
 //! What the benches share: criterion's settings, timing async operations without timing the
-//! runtime, and finding (or building) the example plugin.
+//! runtime, finding (or building) the example plugin, and how the reports sum up rounds.
 //!
 //! Each bench includes this with `mod common;` and uses only part of it.
 #![allow(dead_code)]
@@ -138,5 +138,49 @@ pub fn example_plugin(example: &str) -> Result<PathBuf, String> {
             path.display()
         )),
         Err(err) => Err(format!("cannot run {shown}: {err}")),
+    }
+}
+
+/// The number in the environment variable `name`, or `default` when it is unset or not a
+/// whole number.
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// A figure measured once per round: the median over the rounds and their range, as the
+/// reports show it (`median (min–max)`). The median, because another program on the machine
+/// only ever slows a round down; the range, so that a reader sees how far to trust it.
+#[derive(Clone, Copy, Debug)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values`; `None` when there are none.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
+        let mut v: Vec<f64> = values.into_iter().collect();
+        v.sort_by(f64::total_cmp);
+        let (n, mid) = (v.len(), v.len() / 2);
+        let median = match n {
+            0 => return None,
+            _ if n % 2 == 1 => v[mid],
+            _ => (v[mid - 1] + v[mid]) / 2.0,
+        };
+        Some(Spread {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        })
+    }
+
+    /// `median (min–max)` with `decimals` digits after the point.
+    pub fn show(&self, decimals: usize) -> String {
+        let Spread { median, min, max } = self;
+        format!("{median:.decimals$} ({min:.decimals$}–{max:.decimals$})")
     }
 }
