@@ -210,7 +210,9 @@ async fn head_is_answered_like_get_without_a_body() {
 
 #[tokio::test]
 async fn json_log_format_writes_json_lines() {
-    let server = Spawn::new().args(["--log-format", "json"]).start();
+    let server = Spawn::new()
+        .args(["--log-format", "json", "--log-level", "debug"])
+        .start();
     get(server.addr, "/fib/7").await;
     // The request line is written by a background thread; give it a bounded moment.
     let mut log = String::new();
@@ -228,15 +230,50 @@ async fn json_log_format_writes_json_lines() {
     let event: serde_json::Value = serde_json::from_str(line).expect("log line is JSON");
     assert_eq!(event["status"], 200);
     assert_eq!(event["method"], "GET");
-    assert_eq!(event["level"], "INFO");
+    assert_eq!(event["level"], "DEBUG");
+}
+
+/// Requests `/fib/7` and `/healthz` from a server started with `spawn`, stops it, and returns
+/// everything it logged: the writer flushes at exit, so a line that was ever logged is there.
+async fn log_of_two_requests(spawn: Spawn) -> String {
+    let mut server = spawn.start();
+    get(server.addr, "/fib/7").await;
+    get(server.addr, "/healthz").await;
+    tokio::task::spawn_blocking(move || {
+        let status = server.signal_and_wait("TERM", std::time::Duration::from_secs(30));
+        assert_eq!(status.and_then(|s| s.code()), Some(0));
+        server.log()
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
-async fn log_level_error_silences_request_lines() {
+async fn the_default_level_logs_no_line_per_request() {
+    let log = log_of_two_requests(Spawn::new()).await;
+    assert!(log.contains("shutdown requested"), "logging works:\n{log}");
+    assert!(!log.contains("/fib/7"), "log:\n{log}");
+    assert!(!log.contains("/healthz"), "log:\n{log}");
+}
+
+#[tokio::test]
+async fn log_level_debug_logs_one_line_per_request() {
+    let log = log_of_two_requests(Spawn::new().args(["--log-level", "debug"])).await;
+    for path in ["/fib/7", "/healthz"] {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(&format!("path=\"{path}\"")))
+            .collect();
+        assert_eq!(lines.len(), 1, "{path}:\n{log}");
+        assert!(lines[0].contains("status=200"), "{}", lines[0]);
+    }
+}
+
+#[tokio::test]
+async fn log_level_error_silences_even_the_shutdown_lines() {
+    let log = log_of_two_requests(Spawn::new().env("FIB_LOG", "error")).await;
     // The bound address is still printed, so the harness can find the server.
-    let server = Spawn::new().env("FIB_LOG", "error").start();
-    get(server.addr, "/fib/7").await;
-    get(server.addr, "/healthz").await;
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(!server.log().contains("/fib/7"), "log:\n{}", server.log());
+    assert!(log.contains("listening addr="), "{log}");
+    assert!(!log.contains("/fib/7"), "log:\n{log}");
+    assert!(!log.contains("shutdown requested"), "log:\n{log}");
 }

@@ -24,11 +24,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fibcache_core::{fib, Cache};
 use http_body_util::Full;
-use hyper::header::{
-    HeaderName, HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
-    TRANSFER_ENCODING,
-};
+use hyper::header::{HeaderName, HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
+use tracing::Level;
 
 use crate::cache::GuardedCache;
 use crate::engine::{Answer, Engine};
@@ -135,56 +133,75 @@ impl App {
     }
 
     /// Answers one request. Never fails: every error becomes a JSON response.
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body> {
+    ///
+    /// The request is routed and dropped before the returned future is first polled, so the
+    /// future borrows nothing (and is `'static`). This matters for speed: hyper reads ahead on
+    /// a connection while a request is being answered, and a request still alive then keeps
+    /// hyper's read buffer shared, which made hyper allocate a new buffer for every request.
+    pub fn handle<B: http_body::Body>(
+        &self,
+        req: Request<B>,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let started = Instant::now();
-        let method = req.method();
-        let path = req.uri().path();
-        let (mut response, n) = self.route(method, path).await;
+        let route = self.route(req.method(), req.uri().path());
         // No route reads a request body. One that announces a body is answered and the
         // connection closed, so that a client cannot hold it open by never sending the body.
-        let headers = req.headers();
-        if headers.contains_key(TRANSFER_ENCODING)
-            || headers
-                .get(CONTENT_LENGTH)
-                .is_some_and(|v| v.as_bytes() != b"0")
-        {
+        let close = !req.body().is_end_stream();
+        // The access log is at debug level: at info, formatting and writing a line per request
+        // cost a cache hit as much as answering it (`--log-level debug` turns it on).
+        let logged = tracing::enabled!(Level::DEBUG)
+            .then(|| (req.method().clone(), req.uri().path().to_owned()));
+        drop(req);
+        let app = self.clone();
+        async move {
+            let (mut response, n) = match route {
+                Route::Fib(n) => (app.fib(n).await, Some(n)),
+                Route::Health => (app.health(), None),
+                Route::Metrics => (app.exposition(), None),
+                Route::Refused(response) => (response, None),
+            };
+            if close {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            let status = response.status().as_u16();
+            let elapsed = started.elapsed();
+            app.inner.metrics.request(status, elapsed);
+            if let Some((method, path)) = logged {
+                tracing::debug!(
+                    method = %method,
+                    path,
+                    status,
+                    n,
+                    duration_us = elapsed.as_micros() as u64,
+                    "request"
+                );
+            }
             response
-                .headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
         }
-        let status = response.status().as_u16();
-        let elapsed = started.elapsed();
-        self.inner.metrics.request(status, elapsed);
-        tracing::info!(
-            method = %method,
-            path,
-            status,
-            n,
-            duration_us = elapsed.as_micros() as u64,
-            "request"
-        );
-        response
     }
 
-    async fn route(&self, method: &Method, path: &str) -> (Response<Body>, Option<u64>) {
+    /// Where a request goes; an answer already when it goes nowhere.
+    fn route(&self, method: &Method, path: &str) -> Route {
         let get = method == Method::GET || method == Method::HEAD;
         if let Some(param) = path.strip_prefix("/fib/") {
             if param.contains('/') {
-                return (not_found(path), None);
+                return Route::Refused(not_found(path));
             }
             if !get {
-                return (not_allowed(), None);
+                return Route::Refused(not_allowed());
             }
             return match parse_n(param, self.inner.max_n) {
-                Ok(n) => (self.fib(n).await, Some(n)),
-                Err((status, message)) => (error(status, &message), None),
+                Ok(n) => Route::Fib(n),
+                Err((status, message)) => Route::Refused(error(status, &message)),
             };
         }
         match path {
-            "/healthz" if get => (self.health(), None),
-            "/metrics" if get => (self.exposition(), None),
-            "/healthz" | "/metrics" => (not_allowed(), None),
-            _ => (not_found(path), None),
+            "/healthz" if get => Route::Health,
+            "/metrics" if get => Route::Metrics,
+            "/healthz" | "/metrics" => Route::Refused(not_allowed()),
+            _ => Route::Refused(not_found(path)),
         }
     }
 
@@ -231,8 +248,20 @@ impl std::fmt::Debug for App {
     }
 }
 
+/// Where the router sends a request.
+enum Route {
+    /// `GET /fib/{n}`.
+    Fib(u64),
+    /// `GET /healthz`.
+    Health,
+    /// `GET /metrics`.
+    Metrics,
+    /// Nowhere: the error answer (404, 405, 400, 422).
+    Refused(Response<Body>),
+}
+
 /// The app as a tower `Service`: always ready, never fails (errors are JSON responses).
-impl<B: Send + 'static> tower_service::Service<Request<B>> for App {
+impl<B: http_body::Body> tower_service::Service<Request<B>> for App {
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -242,8 +271,8 @@ impl<B: Send + 'static> tower_service::Service<Request<B>> for App {
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let app = self.clone();
-        Box::pin(async move { Ok(app.handle(req).await) })
+        let answer = self.handle(req);
+        Box::pin(async move { Ok(answer.await) })
     }
 }
 

@@ -17,6 +17,8 @@
 //!   value counts in `fibcache_cache_errors_total`; warnings are throttled to one a second with
 //!   the number held back.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -90,7 +92,9 @@ impl GuardedCache {
             self.metrics.cache_errors.inc();
             return None;
         }
-        let raw = match bounded(self.timeout, self.cache.get(key)).await {
+        // `(*self.cache)`: a call on the `dyn Cache` itself, not on the `Arc`'s forwarding impl,
+        // which would box a second future around the first.
+        let raw = match bounded(self.timeout, (*self.cache).get(key)).await {
             Ok(Ok(raw)) => {
                 self.answered();
                 raw?
@@ -128,7 +132,7 @@ impl GuardedCache {
             return;
         }
         let value = value.to_string();
-        match bounded(self.timeout, self.cache.set(key, &value, ttl)).await {
+        match bounded(self.timeout, (*self.cache).set(key, &value, ttl)).await {
             Ok(Ok(())) => self.answered(),
             Ok(Err(err)) => self.failed(&err, n, key, "cache write failed"),
             Err(_elapsed) => self.timed_out(n, key, "cache write timed out"),
@@ -215,16 +219,15 @@ fn chain(err: &Error) -> String {
 }
 
 /// Awaits `op` for at most `limit`. An operation that is ready at once (an in-process cache)
-/// costs no timer; only one that has to wait is raced against one.
-async fn bounded<F: std::future::Future>(
+/// costs no timer; only one that has to wait is raced against one, in a box of its own so that
+/// the timer's state does not make every caller's future larger.
+async fn bounded<F: Future + Unpin>(
     limit: Duration,
-    op: F,
+    mut op: F,
 ) -> Result<F::Output, tokio::time::error::Elapsed> {
-    let mut op = std::pin::pin!(op);
-    let first = std::future::poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await;
-    match first {
+    match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut op).poll(cx))).await {
         Poll::Ready(output) => Ok(output),
-        Poll::Pending => tokio::time::timeout(limit, op).await,
+        Poll::Pending => Box::pin(tokio::time::timeout(limit, op)).await,
     }
 }
 

@@ -150,7 +150,11 @@ impl Engine {
             return Answer::Hit(value);
         }
         metrics.cache_misses.inc();
-        self.join(n).outcome().await.into()
+        // Boxed: the wait for a flight is the cold path, and keeping its state out of this
+        // future keeps the future of every hit small (it is moved a few times per request).
+        Box::pin(async { self.join(n).outcome().await })
+            .await
+            .into()
     }
 
     /// Cancels every flight, running or still waiting for a slot, and every later one: used

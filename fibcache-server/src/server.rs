@@ -1,27 +1,28 @@
 //! The accept loop: connections, their limits, and graceful shutdown.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
+use crate::connection;
 use crate::App;
 
 /// Connection-level limits: what [`run`] enforces on the connections it accepts. The limits
 /// of each request travel with the [`App`] (see [`Settings`](crate::Settings)).
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
-    /// A client that has not sent a whole request head by then is dropped; this also closes a
-    /// keep-alive connection that stays idle that long between requests (`--header-timeout`).
+    /// A connection with no request in progress that has not started one for this long (since
+    /// it opened, or since its last answer) is closed, whatever bytes it sent, over HTTP/1.1
+    /// and HTTP/2 alike: a client that sends nothing, half a request head, or a preface and no
+    /// stream, and a keep-alive connection left idle (`--header-timeout`).
     pub header_timeout: Duration,
     /// Connections open at once; one more is answered 503 and closed (`--max-connections`).
     pub max_connections: usize,
@@ -63,11 +64,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .keep_alive(true);
+    // Idle and slow clients are the watchdog's business (see `connection`), for both
+    // protocols, rather than hyper's per-request header timer.
+    builder.http1().keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -75,8 +74,9 @@ pub async fn run(
         .keep_alive_interval(limits.header_timeout)
         .keep_alive_timeout(limits.header_timeout);
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let max_connections = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let connections = Arc::new(Semaphore::new(max_connections));
+    let closing = CancellationToken::new();
     tokio::pin!(shutdown);
 
     loop {
@@ -101,46 +101,34 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         app.metrics().connections_open.inc();
-        let service = {
-            let app = app.clone();
-            service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(app.handle(req).await) }
-            })
-        };
         let app = app.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let header_timeout = limits.header_timeout;
+        let serving = connection::serve(
+            stream,
+            peer,
+            app.clone(),
+            builder.clone(),
+            limits.header_timeout,
+            closing.clone(),
+        );
         tokio::spawn(async move {
-            // hyper's header timeout starts once it reads the request head, but the automatic
-            // HTTP/1-or-2 detection waits for the first bytes with no limit: a client that
-            // connects and sends nothing would hold a connection forever.
-            let mut first = [0u8; 1];
-            let ready = tokio::time::timeout(header_timeout, stream.peek(&mut first)).await;
-            if matches!(ready, Ok(Ok(n)) if n > 0) {
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                if let Err(err) = watcher.watch(conn).await {
-                    tracing::debug!(%peer, cause = %err, "connection ended with an error");
-                }
-            } else {
-                tracing::debug!(%peer, "connection sent nothing in time; closing");
-            }
+            serving.await;
             app.metrics().connections_open.dec();
             drop(permit);
         });
     }
 
     drop(listener);
+    let open = max_connections - connections.available_permits();
     tracing::info!(
-        connections = graceful.count(),
+        connections = open,
         grace = ?limits.shutdown_grace,
         "shutting down; letting requests in progress finish"
     );
+    closing.cancel();
+    // Every connection holds a permit until it is closed: all permits back means all closed.
+    let all_closed = connections.acquire_many(max_connections as u32);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = all_closed => tracing::info!("all connections closed"),
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!("grace period over; cancelling what is still running");
         }

@@ -1,7 +1,7 @@
 //! The binary's tracing subscriber: level and filters, text or JSON, and a batching writer.
 //!
-//! At the default level the server logs one line per request. Writing each line to stderr as
-//! it happens costs a system call per request, and handing each line to a writer thread (as
+//! At `debug` the server logs one line per request. Writing each line to stderr as it happens
+//! costs a system call per request, and handing each line to a writer thread (as
 //! `tracing-appender` does) costs a thread wake-up per request; on a busy two-core machine
 //! either takes a large share of hit throughput. Here a request only appends its formatted line
 //! to a shared buffer (a short, uncontended lock); a background thread writes the buffer out
@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tracing_subscriber::fmt::MakeWriter;
+
+mod time;
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written (`--log-format`).
@@ -167,7 +169,7 @@ pub fn init(level: &str, format: LogFormat) -> anyhow::Result<LogGuard> {
         thread: Some(thread),
     };
     let builder = tracing_subscriber::fmt()
-        .with_timer(CachedTime)
+        .with_timer(time::CachedTime)
         .with_env_filter(filter)
         .with_writer(Batching(shared));
     match format {
@@ -175,38 +177,6 @@ pub fn init(level: &str, format: LogFormat) -> anyhow::Result<LogGuard> {
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
     Ok(guard)
-}
-
-/// RFC 3339 UTC timestamps with microseconds, as tracing-subscriber's default timer writes
-/// them, but the date and time of day are formatted (by `humantime`) once per second per
-/// thread: at one line per request, formatting the whole timestamp each time was a quarter of
-/// the line's cost.
-struct CachedTime;
-
-impl tracing_subscriber::fmt::time::FormatTime for CachedTime {
-    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
-        use std::cell::RefCell;
-        use std::time::{SystemTime, UNIX_EPOCH};
-        thread_local! {
-            static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-        }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let secs = now.as_secs();
-        SECOND.with(|cell| {
-            let mut cached = cell.borrow_mut();
-            if cached.0 != secs {
-                let whole = UNIX_EPOCH + Duration::from_secs(secs);
-                // `2026-11-27T13:23:17Z` without its `Z`: the fraction goes before it.
-                let mut text = humantime::format_rfc3339_seconds(whole).to_string();
-                text.pop();
-                *cached = (secs, text);
-            }
-            w.write_str(&cached.1)?;
-            write!(w, ".{:06}Z", now.subsec_micros())
-        })
-    }
 }
 
 #[cfg(test)]
@@ -219,33 +189,6 @@ mod tests {
             dropped: AtomicU64::new(0),
             stop: Mutex::new(false),
             wake: Condvar::new(),
-        }
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339_utc_with_microseconds() {
-        use tracing_subscriber::fmt::time::FormatTime;
-        let mut text = String::new();
-        CachedTime
-            .format_time(&mut tracing_subscriber::fmt::format::Writer::new(&mut text))
-            .unwrap();
-        // 2026-11-27T13:23:17.123456Z
-        let bytes = text.as_bytes();
-        assert_eq!(text.len(), 27, "{text}");
-        for (at, sep) in [
-            (4, b'-'),
-            (7, b'-'),
-            (10, b'T'),
-            (13, b':'),
-            (16, b':'),
-            (19, b'.'),
-        ] {
-            assert_eq!(bytes[at], sep, "{text}");
-        }
-        assert!(text.ends_with('Z'), "{text}");
-        let digits = [0..4, 5..7, 8..10, 11..13, 14..16, 17..19, 20..26];
-        for range in digits {
-            assert!(bytes[range].iter().all(u8::is_ascii_digit), "{text}");
         }
     }
 
