@@ -129,9 +129,11 @@ impl fmt::Debug for Config {
 }
 
 /// The future a factory returns: a ready cache, or why it could not be built.
+#[doc(hidden)]
 pub type FactoryFuture<'a> = Pin<Box<dyn Future<Output = Result<Arc<dyn Cache>>> + Send + 'a>>;
 
 /// A factory function as stored in a static [`Registration`].
+#[doc(hidden)]
 pub type FactoryFn = for<'a> fn(&'a Config) -> FactoryFuture<'a>;
 
 /// A factory added at run time, which may carry state (such as a loaded library).
@@ -165,6 +167,7 @@ impl fmt::Display for Origin {
 /// One backend as submitted to `inventory` by [`register_backend!`](crate::register_backend).
 ///
 /// Build it with the macro rather than by hand.
+#[doc(hidden)]
 pub struct Registration {
     pub(crate) name: &'static str,
     pub(crate) summary: &'static str,

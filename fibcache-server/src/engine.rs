@@ -163,11 +163,6 @@ impl Engine {
         self.inner.stop_all.cancel();
     }
 
-    /// Flights in progress now (waiting for a slot, computing, or writing the cache).
-    pub fn flights(&self) -> usize {
-        self.lock().len()
-    }
-
     fn key(&self, n: u64) -> &str {
         &self.inner.keys[n as usize]
     }

@@ -30,7 +30,7 @@ struct OutcomeLabel {
 
 /// How a computation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Finished {
+pub(crate) enum Finished {
     /// It produced its number.
     Ok,
     /// Every waiting client went away, or the server shut down.
@@ -48,34 +48,28 @@ pub struct Metrics {
     requests: Family<StatusLabel, Counter>,
     by_status: [Counter; STATUSES.len()],
     /// Requests answered from the cache.
-    pub cache_hits: Counter,
+    pub(crate) cache_hits: Counter,
     /// Requests the cache could not answer (not found, expired, or unusable value).
-    pub cache_misses: Counter,
+    pub(crate) cache_misses: Counter,
     /// Cache operations that failed or timed out, and values that did not parse.
-    pub cache_errors: Counter,
+    pub(crate) cache_errors: Counter,
     /// Computations that got a slot and began.
-    pub computations_started: Counter,
+    pub(crate) computations_started: Counter,
     finished: [Counter; 3],
     /// Computations running right now.
-    pub computations_running: Gauge,
+    pub(crate) computations_running: Gauge,
     /// Cold requests refused with 503 because no computation slot came free in time.
-    pub overloaded: Counter,
+    pub(crate) overloaded: Counter,
     /// Connections open right now.
-    pub connections_open: Gauge,
+    pub(crate) connections_open: Gauge,
     /// Connections refused with 503 because `--max-connections` were open.
-    pub connections_refused: Counter,
+    pub(crate) connections_refused: Counter,
     duration: LatencyHistogram,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl Metrics {
     /// A registry holding every fibcache series at zero.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<StatusLabel, Counter>::default();
         let by_status =
@@ -168,7 +162,7 @@ impl Metrics {
     }
 
     /// Counts one answered request.
-    pub fn request(&self, status: u16, elapsed: Duration) {
+    pub(crate) fn request(&self, status: u16, elapsed: Duration) {
         match STATUSES.iter().position(|&s| s == status) {
             Some(i) => self.by_status[i].inc(),
             None => self.requests.get_or_create(&StatusLabel { status }).inc(),
@@ -177,7 +171,7 @@ impl Metrics {
     }
 
     /// Counts one finished computation.
-    pub fn finished(&self, how: Finished) {
+    pub(crate) fn finished(&self, how: Finished) {
         let i = match how {
             Finished::Ok => 0,
             Finished::Cancelled => 1,

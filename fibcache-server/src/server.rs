@@ -145,7 +145,7 @@ async fn refuse(mut stream: TcpStream) {
 ///
 /// # Errors
 /// When the address cannot be bound.
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
