@@ -134,7 +134,20 @@ fn start_up_mistakes_are_one_line_and_exit_2() {
         (&["--port", "70000"], "--port"),
         (&["--cache-capacity", "0"], "--cache-capacity"),
         (&["--log-format", "xml"], "--log-format"),
-        (&["--log-level", "info,=[bad"], "log filter"),
+        (&["--log-level", "info,=[bad"], "--log-level"),
+        (
+            &["--log-level", "warning"],
+            "valid levels: trace, debug, info, warn, error, off",
+        ),
+        (
+            &["--log-level", "degub"],
+            "valid levels: trace, debug, info, warn, error, off",
+        ),
+        (
+            &["--log-level", "inf"],
+            "valid levels: trace, debug, info, warn, error, off",
+        ),
+        (&["--log-level", "info,hyper=loud"], "`loud`"),
         (&["--host", "not a host"], "--host"),
     ];
     for (args, mention) in cases {
@@ -184,4 +197,46 @@ fn help_documents_every_flag_with_its_environment_variable() {
         );
     }
     assert!(out.stdout.contains("--list-backends"));
+}
+
+#[test]
+fn rust_log_with_a_word_that_is_not_a_level_is_refused_too() {
+    let out = Spawn::new().env("RUST_LOG", "warning").run_to_exit();
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    let line = out.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "one line: {line:?}");
+    assert!(
+        line.contains("RUST_LOG") && line.contains("valid levels"),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_environment_variable_set_to_the_empty_string_counts_as_unset() {
+    let out = Spawn::new()
+        .env("FIB_CACHE", "")
+        .env("FIB_CACHE_PLUGIN", "")
+        .env("FIB_LOG", "")
+        .env("FIB_MAX_N", "")
+        .arg("--list-backends")
+        .run_to_exit();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let names: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names, promised());
+}
+
+#[tokio::test]
+async fn an_empty_fib_cache_serves_the_default_backend() {
+    let server = Spawn::new().env("FIB_CACHE", "").start();
+    let health = support::json(&support::get(server.addr, "/healthz").await);
+    let default = if cfg!(feature = "memory") {
+        "memory"
+    } else {
+        "nop"
+    };
+    assert_eq!(health["backend"], default);
 }

@@ -9,10 +9,10 @@
 //! Everything that concerns **one request** is in the `App`, however it is served: routing,
 //! `--max-n`, the cache and its time limit, coalescing, the computation pool with
 //! `--max-computes`, `--queue-wait` and `--compute-timeout`, metrics, the access log, JSON
-//! errors, and `Connection: close` on a request that announces a body. What concerns
-//! **connections** belongs to whoever accepts them: with [`run`](crate::run), the header
-//! timeout, the idle limit, `--max-connections` and the graceful shutdown (see
-//! [`ConnLimits`](crate::ConnLimits)); inside another server, that server's own limits.
+//! errors, `HEAD`. What concerns **connections** belongs to whoever accepts them: with
+//! [`run`](crate::run), the idle limit (`--header-timeout`), `--max-connections` and the
+//! graceful shutdown (see [`ConnLimits`](crate::ConnLimits)); inside another server, that
+//! server's own limits.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fibcache_core::{fib, Cache};
 use http_body_util::Full;
-use hyper::header::{HeaderName, HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{
+    HeaderName, HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use tracing::Level;
 
@@ -138,15 +140,13 @@ impl App {
     /// future borrows nothing (and is `'static`). This matters for speed: hyper reads ahead on
     /// a connection while a request is being answered, and a request still alive then keeps
     /// hyper's read buffer shared, which made hyper allocate a new buffer for every request.
-    pub fn handle<B: http_body::Body>(
+    pub fn handle<B>(
         &self,
         req: Request<B>,
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let started = Instant::now();
         let route = self.route(req.method(), req.uri().path());
-        // No route reads a request body. One that announces a body is answered and the
-        // connection closed, so that a client cannot hold it open by never sending the body.
-        let close = !req.body().is_end_stream();
+        let head = req.method() == Method::HEAD;
         // The access log is at debug level: at info, formatting and writing a line per request
         // cost a cache hit as much as answering it (`--log-level debug` turns it on).
         let logged = tracing::enabled!(Level::DEBUG)
@@ -160,10 +160,8 @@ impl App {
                 Route::Metrics => (app.exposition(), None),
                 Route::Refused(response) => (response, None),
             };
-            if close {
-                response
-                    .headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            if head {
+                without_body(&mut response);
             }
             let status = response.status().as_u16();
             let elapsed = started.elapsed();
@@ -218,7 +216,12 @@ impl App {
                 ),
             ),
             Answer::Stopped => {
-                unavailable("the computation was stopped (server shutting down); retry")
+                let mut response =
+                    unavailable("the computation was stopped (server shutting down); retry");
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+                response
             }
         }
     }
@@ -261,7 +264,7 @@ enum Route {
 }
 
 /// The app as a tower `Service`: always ready, never fails (errors are JSON responses).
-impl<B: http_body::Body> tower_service::Service<Request<B>> for App {
+impl<B> tower_service::Service<Request<B>> for App {
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -325,6 +328,19 @@ fn result(value: u64, cache: &'static str) -> Response<Body> {
     resp.headers_mut()
         .insert(X_CACHE, HeaderValue::from_static(cache));
     resp
+}
+
+/// The answer to `HEAD`: the headers `GET` gets, `Content-Length` included, and no body.
+/// hyper leaves the body of a `HEAD` answer out by itself over HTTP/1.1, but not over HTTP/2,
+/// where a body after a `HEAD` answer is a protocol error.
+fn without_body(response: &mut Response<Body>) {
+    let len = http_body::Body::size_hint(response.body()).exact();
+    *response.body_mut() = Body::default();
+    if let Some(len) = len {
+        response
+            .headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(len));
+    }
 }
 
 /// A 503 that tells the client when to come back.

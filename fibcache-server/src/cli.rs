@@ -153,7 +153,15 @@ pub fn main(about: About) -> ExitCode {
         .name(about.name)
         .bin_name(about.name)
         .version(about.version)
-        .about(about.description);
+        .about(about.description)
+        // A variable set to the empty string counts as unset (`FIB_CACHE=` is no backend
+        // named ""), as backend settings read through `Config::var` do.
+        .mut_args(|arg| match arg.get_env() {
+            Some(name) if std::env::var_os(name).is_some_and(|v| v.is_empty()) => {
+                arg.env(None::<&'static str>)
+            }
+            _ => arg,
+        });
     let args = match command
         .try_get_matches()
         .and_then(|matches| Args::from_arg_matches(&matches))

@@ -149,12 +149,16 @@ impl Engine {
             metrics.cache_hits.inc();
             return Answer::Hit(value);
         }
-        metrics.cache_misses.inc();
         // Boxed: the wait for a flight is the cold path, and keeping its state out of this
         // future keeps the future of every hit small (it is moved a few times per request).
-        Box::pin(async { self.join(n).outcome().await })
-            .await
-            .into()
+        Box::pin(async {
+            let mut waiter = self.join(n);
+            // Counted once the request has joined: a miss seen in the metrics is a waiter.
+            metrics.cache_misses.inc();
+            waiter.outcome().await
+        })
+        .await
+        .into()
     }
 
     /// Cancels every flight, running or still waiting for a slot, and every later one: used

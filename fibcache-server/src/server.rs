@@ -134,7 +134,14 @@ pub async fn run(
         }
     }
     app.engine().stop_all();
+    // Cancelled computations stop within milliseconds and their waiters are answered 503:
+    // give those answers a moment to leave before the process does.
+    let delivered = connections.acquire_many(max_connections as u32);
+    let _ = tokio::time::timeout(DELIVER_LAST_ANSWERS, delivered).await;
 }
+
+/// How long, after the grace period, the 503s of cancelled computations have to be sent.
+const DELIVER_LAST_ANSWERS: Duration = Duration::from_secs(1);
 
 async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&refusal())).await;

@@ -8,6 +8,7 @@
 pub mod conformance;
 pub mod examples;
 pub mod http;
+pub mod http2;
 pub mod redis_server;
 
 use std::io::{BufRead, BufReader};
@@ -215,11 +216,16 @@ impl Server {
         }
     }
 
-    /// The value of a Prometheus sample (`name` with its labels exactly as exposed), or 0.
+    /// The value of a Prometheus sample (`name` with its labels exactly as exposed).
+    ///
+    /// # Panics
+    /// When the exposition has no such sample: a renamed series must fail the test that reads
+    /// it, not read as 0.
     pub async fn metric(&self, sample: &str) -> f64 {
         let resp = get(self.addr, "/metrics").await;
         assert_eq!(resp.status, 200, "GET /metrics: {}", resp.body);
-        metric_value(&resp.body, sample).unwrap_or(0.0)
+        metric_value(&resp.body, sample)
+            .unwrap_or_else(|| panic!("no sample {sample} in /metrics:\n{}", resp.body))
     }
 }
 

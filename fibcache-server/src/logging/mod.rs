@@ -147,9 +147,11 @@ fn writer_thread(shared: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
 /// # Errors
 /// When `level` or `RUST_LOG` is not a valid filter, or the writer thread cannot start.
 pub fn init(level: &str, format: LogFormat) -> anyhow::Result<LogGuard> {
+    check_directives(level, "--log-level")?;
     let mut directives = level.to_owned();
     if let Ok(extra) = std::env::var("RUST_LOG") {
         if !extra.trim().is_empty() {
+            check_directives(&extra, "RUST_LOG")?;
             directives.push(',');
             directives.push_str(&extra);
         }
@@ -179,6 +181,43 @@ pub fn init(level: &str, format: LogFormat) -> anyhow::Result<LogGuard> {
     Ok(guard)
 }
 
+/// The levels a directive may name.
+const LEVELS: &str = "trace, debug, info, warn, error, off";
+
+/// Refuses what `EnvFilter` would take silently but cannot be meant: a bare word that is not a
+/// level (`warning`, `inf`: the filter reads it as a target name, enables that target only,
+/// and every line is lost) and a `target=level` whose level is not one.
+///
+/// # Errors
+/// Naming the directive, where it came from (`origin`), and the valid levels.
+fn check_directives(directives: &str, origin: &str) -> anyhow::Result<()> {
+    for directive in directives.split(',').map(str::trim) {
+        if directive.is_empty() {
+            continue;
+        }
+        let (what, level) = match directive.rsplit_once('=') {
+            Some((target, level)) if !target.contains('{') || target.ends_with(']') => {
+                (format!("level `{level}` in `{directive}`"), level)
+            }
+            // `target[span{field=value}]` with no level of its own: EnvFilter's syntax.
+            Some(_) => continue,
+            None if directive.ends_with(']') => continue,
+            None => (format!("level `{directive}`"), directive),
+        };
+        let level = level.trim();
+        if level.is_empty()
+            || level
+                .parse::<tracing::level_filters::LevelFilter>()
+                .is_err()
+        {
+            anyhow::bail!(
+                "invalid log {what} ({origin}); valid levels: {LEVELS} (or target=level)"
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +228,40 @@ mod tests {
             dropped: AtomicU64::new(0),
             stop: Mutex::new(false),
             wake: Condvar::new(),
+        }
+    }
+
+    #[test]
+    fn levels_and_filters_are_checked() {
+        for good in [
+            "info",
+            "WARN",
+            "debug,hyper=info",
+            "info,fibcache_server::app=debug",
+            "off",
+            "info,h2[conn]=trace",
+            "my_crate[span{user=ada}]",
+            " info , tokio=warn ",
+            "",
+        ] {
+            assert!(check_directives(good, "test").is_ok(), "{good:?}");
+        }
+        for bad in [
+            "warning",
+            "degub",
+            "inf",
+            "info,hyper=loud",
+            "tokio=",
+            "x=y=z",
+        ] {
+            let err = check_directives(bad, "--log-level")
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("--log-level"), "{err}");
+            assert!(
+                err.contains("trace, debug, info, warn, error, off"),
+                "{err}"
+            );
         }
     }
 
