@@ -52,7 +52,7 @@ fn a_crate_that_depends_on_the_server_keeps_memory_and_its_own_name() {
 
     let version = Spawn::new().program(&bin).arg("--version").run_to_exit();
     assert_eq!(version.code(), Some(0), "{version:?}");
-    assert_eq!(version.stdout.trim(), "fibcache-embedder 0.0.1");
+    assert_eq!(version.stdout.trim(), "fibcache-embedder 0.0.1 (memory)");
 
     let help = Spawn::new().program(&bin).arg("--help").run_to_exit();
     assert_eq!(help.code(), Some(0), "{help:?}");
@@ -81,11 +81,26 @@ fn a_crate_that_depends_on_the_server_keeps_memory_and_its_own_name() {
 }
 
 #[test]
-fn fibcache_itself_says_who_it_is() {
+fn fibcache_itself_says_who_it_is_and_what_it_was_built_with() {
+    let mut features = Vec::new();
+    for (on, feature) in [
+        (cfg!(feature = "memory"), "memory"),
+        (cfg!(feature = "redis"), "redis"),
+        (cfg!(feature = "dynamic"), "dynamic"),
+    ] {
+        if on {
+            features.push(feature);
+        }
+    }
+    let built = if features.is_empty() {
+        "nop only".to_owned()
+    } else {
+        features.join(", ")
+    };
     let version = Spawn::new().arg("--version").run_to_exit();
     assert_eq!(
         version.stdout.trim(),
-        format!("fibcache {}", env!("CARGO_PKG_VERSION"))
+        format!("fibcache {} ({built})", env!("CARGO_PKG_VERSION"))
     );
     let help = Spawn::new().arg("--help").run_to_exit();
     assert!(
@@ -142,7 +157,10 @@ async fn the_app_nests_in_axum_with_every_per_request_behaviour() {
     assert_eq!(json(&health)["backend"], backend);
     let metrics = get(server.addr, "/api/metrics").await;
     assert_eq!(
-        support::metric_value(&metrics.body, r#"fibcache_requests_total{status="422"}"#),
+        support::metric_value(
+            &metrics.body,
+            r#"fibcache_requests_total{route="/fib",status="422"}"#
+        ),
         Some(1.0),
         "{}",
         metrics.body

@@ -130,13 +130,13 @@ async fn bad_input_gets_the_contract_status_and_a_json_error_and_serving_goes_on
     );
     assert_eq!(
         server
-            .metric(r#"fibcache_requests_total{status="400"}"#)
+            .metric(r#"fibcache_requests_total{route="/fib",status="400"}"#)
             .await,
         5.0
     );
     assert_eq!(
         server
-            .metric(r#"fibcache_requests_total{status="422"}"#)
+            .metric(r#"fibcache_requests_total{route="/fib",status="422"}"#)
             .await,
         4.0
     );
@@ -165,12 +165,12 @@ async fn metrics_expose_the_contract_series() {
     get(server.addr, "/fib/10").await;
     let resp = get(server.addr, "/metrics").await;
     assert_eq!(resp.status, 200);
-    assert!(resp
-        .header("content-type")
-        .unwrap()
-        .starts_with("text/plain"));
+    assert_eq!(
+        resp.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
     for series in [
-        r#"fibcache_requests_total{status="200"}"#,
+        r#"fibcache_requests_total{route="/fib",status="200"}"#,
         "fibcache_cache_hits_total",
         "fibcache_cache_misses_total",
         "fibcache_cache_errors_total",
@@ -178,8 +178,13 @@ async fn metrics_expose_the_contract_series() {
         r#"fibcache_computations_finished_total{outcome="ok"}"#,
         r#"fibcache_computations_finished_total{outcome="cancelled"}"#,
         r#"fibcache_computations_finished_total{outcome="timeout"}"#,
-        "fibcache_request_duration_seconds_count",
-        r#"fibcache_request_duration_seconds_bucket{le="+Inf"}"#,
+        r#"fibcache_request_duration_seconds_count{route="/fib"}"#,
+        r#"fibcache_request_duration_seconds_bucket{route="/fib",le="+Inf"}"#,
+        "fibcache_cache_up",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
     ] {
         assert!(
             support::metric_value(&resp.body, series).is_some(),
@@ -188,7 +193,10 @@ async fn metrics_expose_the_contract_series() {
         );
     }
     assert_eq!(
-        support::metric_value(&resp.body, r#"fibcache_requests_total{status="200"}"#),
+        support::metric_value(
+            &resp.body,
+            r#"fibcache_requests_total{route="/fib",status="200"}"#
+        ),
         Some(2.0)
     );
     assert_eq!(
@@ -276,4 +284,95 @@ async fn log_level_error_silences_even_the_shutdown_lines() {
     assert!(log.contains("listening addr="), "{log}");
     assert!(!log.contains("/fib/7"), "log:\n{log}");
     assert!(!log.contains("shutdown requested"), "log:\n{log}");
+}
+
+#[tokio::test]
+async fn probes_say_alive_and_ready_with_the_cache_state() {
+    let server = Server::start(&[]);
+    let live = get(server.addr, "/livez").await;
+    assert_eq!(live.status, 200);
+    assert_eq!(json(&live)["status"], "ok");
+    let ready = get(server.addr, "/readyz").await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(
+        json(&ready),
+        serde_json::json!({"status": "ready", "cache": "ok"})
+    );
+    for probe in ["/livez", "/readyz"] {
+        let resp = request(server.addr, "POST", probe).await;
+        assert_eq!(resp.status, 405, "{probe}");
+        assert_eq!(resp.header("allow"), Some("GET, HEAD"), "{probe}");
+    }
+}
+
+#[tokio::test]
+async fn probes_and_scrapes_are_counted_apart_from_fib() {
+    let server = Server::start(&[]);
+    get(server.addr, "/fib/8").await;
+    for path in ["/livez", "/readyz", "/healthz", "/nowhere"] {
+        get(server.addr, path).await;
+    }
+    let body = get(server.addr, "/metrics").await.body;
+    let sample = |route: &str, status: u16| {
+        let series = format!(r#"fibcache_requests_total{{route="{route}",status="{status}"}}"#);
+        support::metric_value(&body, &series).unwrap_or_else(|| panic!("{series} in\n{body}"))
+    };
+    assert_eq!(sample("/fib", 200), 1.0);
+    assert_eq!(sample("/livez", 200), 1.0);
+    assert_eq!(sample("/readyz", 200), 1.0);
+    assert_eq!(sample("/healthz", 200), 1.0);
+    assert_eq!(sample("other", 404), 1.0);
+    let fib_count = r#"fibcache_request_duration_seconds_count{route="/fib"}"#;
+    assert_eq!(support::metric_value(&body, fib_count), Some(1.0));
+    let features = {
+        let mut f = Vec::new();
+        for (on, name) in [
+            (cfg!(feature = "memory"), "memory"),
+            (cfg!(feature = "redis"), "redis"),
+            (cfg!(feature = "dynamic"), "dynamic"),
+        ] {
+            if on {
+                f.push(name);
+            }
+        }
+        f.join(",")
+    };
+    let build = format!(
+        r#"fibcache_build_info{{version="{}",features="{features}"}}"#,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(support::metric_value(&body, &build), Some(1.0), "{body}");
+}
+
+#[tokio::test]
+async fn promtool_accepts_the_exposition() {
+    let server = Server::start(&[]);
+    get(server.addr, "/fib/8").await;
+    get(server.addr, "/nowhere").await;
+    let body = get(server.addr, "/metrics").await.body;
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect(
+            "promtool is missing; install it (Debian/Ubuntu: apt-get install prometheus) or run \
+             the README's test command, which does",
+        );
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool: {said}\n{body}");
+    assert_eq!(said, "", "promtool prints nothing for a clean exposition");
 }

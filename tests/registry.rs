@@ -240,3 +240,30 @@ async fn an_empty_fib_cache_serves_the_default_backend() {
     };
     assert_eq!(health["backend"], default);
 }
+
+#[test]
+fn completions_for_each_shell_name_the_flags() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Spawn::new().args(["--completions", shell]).run_to_exit();
+        assert_eq!(out.code(), Some(0), "{shell}: {}", out.stderr);
+        assert!(
+            out.stdout.contains("cache"),
+            "{shell}: no --cache in the script"
+        );
+        assert!(out.stdout.contains("fibcache"), "{shell}");
+    }
+    let out = Spawn::new().args(["--completions", "tcsh"]).run_to_exit();
+    assert_eq!(out.code(), Some(2));
+}
+
+#[test]
+fn a_mistyped_flag_gets_a_suggestion_on_its_one_line() {
+    let out = Spawn::new().args(["--cach", "memory"]).run_to_exit();
+    assert_eq!(out.code(), Some(2));
+    let line = out.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "one line: {line:?}");
+    assert!(
+        line.contains("'--cach'") && line.contains("'--cache'"),
+        "{line}"
+    );
+}

@@ -17,6 +17,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -32,7 +33,7 @@ use tracing::Level;
 
 use crate::cache::GuardedCache;
 use crate::engine::{Answer, Engine};
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics, RouteName};
 
 /// The body type of every response.
 pub type Body = Full<Bytes>;
@@ -89,6 +90,8 @@ pub struct App {
 
 struct Inner {
     engine: Engine,
+    /// Set once shutdown has started: `/readyz` answers 503 from then on.
+    draining: AtomicBool,
     backend: String,
     max_n: u64,
     compute_timeout: Duration,
@@ -111,6 +114,7 @@ impl App {
         App {
             inner: Arc::new(Inner {
                 engine: Engine::new(guarded, &settings, metrics.clone()),
+                draining: AtomicBool::new(false),
                 backend,
                 max_n: settings.max_n.min(fib::MAX_N),
                 compute_timeout: settings.compute_timeout,
@@ -146,6 +150,7 @@ impl App {
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let started = Instant::now();
         let route = self.route(req.method(), req.uri().path());
+        let label = route.label();
         let head = req.method() == Method::HEAD;
         // The access log is at debug level: at info, formatting and writing a line per request
         // cost a cache hit as much as answering it (`--log-level debug` turns it on).
@@ -157,15 +162,17 @@ impl App {
             let (mut response, n) = match route {
                 Route::Fib(n) => (app.fib(n).await, Some(n)),
                 Route::Health => (app.health(), None),
+                Route::Live => (json(StatusCode::OK, r#"{"status":"ok"}"#.to_owned()), None),
+                Route::Ready => (app.readiness(), None),
                 Route::Metrics => (app.exposition(), None),
-                Route::Refused(response) => (response, None),
+                Route::Refused(_, response) => (response, None),
             };
             if head {
                 without_body(&mut response);
             }
             let status = response.status().as_u16();
             let elapsed = started.elapsed();
-            app.inner.metrics.request(status, elapsed);
+            app.inner.metrics.request(label, status, elapsed);
             if let Some((method, path)) = logged {
                 tracing::debug!(
                     method = %method,
@@ -185,21 +192,27 @@ impl App {
         let get = method == Method::GET || method == Method::HEAD;
         if let Some(param) = path.strip_prefix("/fib/") {
             if param.contains('/') {
-                return Route::Refused(not_found(path));
+                return Route::Refused(RouteName::Other, not_found(path));
             }
             if !get {
-                return Route::Refused(not_allowed());
+                return Route::Refused(RouteName::Fib, not_allowed());
             }
             return match parse_n(param, self.inner.max_n) {
                 Ok(n) => Route::Fib(n),
-                Err((status, message)) => Route::Refused(error(status, &message)),
+                Err((status, message)) => Route::Refused(RouteName::Fib, error(status, &message)),
             };
         }
-        match path {
-            "/healthz" if get => Route::Health,
-            "/metrics" if get => Route::Metrics,
-            "/healthz" | "/metrics" => Route::Refused(not_allowed()),
-            _ => Route::Refused(not_found(path)),
+        let (route, name) = match path {
+            "/healthz" => (Route::Health, RouteName::Healthz),
+            "/livez" => (Route::Live, RouteName::Livez),
+            "/readyz" => (Route::Ready, RouteName::Readyz),
+            "/metrics" => (Route::Metrics, RouteName::Metrics),
+            _ => return Route::Refused(RouteName::Other, not_found(path)),
+        };
+        if get {
+            route
+        } else {
+            Route::Refused(name, not_allowed())
         }
     }
 
@@ -231,13 +244,41 @@ impl App {
         json(StatusCode::OK, body.to_string())
     }
 
+    /// `/readyz`: ready (200) until shutdown starts, then 503, so that a load balancer stops
+    /// sending before the listener closes. A cache that stopped answering keeps the server
+    /// ready (answers stay right), and says so.
+    fn readiness(&self) -> Response<Body> {
+        if self.inner.draining.load(Ordering::Relaxed) {
+            let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
+        }
+        let cache = if self.inner.metrics.cache_up.get() == 1 {
+            "ok"
+        } else {
+            "degraded"
+        };
+        let body = serde_json::json!({"status": "ready", "cache": cache});
+        json(StatusCode::OK, body.to_string())
+    }
+
     fn exposition(&self) -> Response<Body> {
         let mut resp = Response::new(Full::new(Bytes::from(self.inner.metrics.encode())));
         resp.headers_mut().insert(
             CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            HeaderValue::from_static(metrics::CONTENT_TYPE),
         );
         resp
+    }
+
+    /// Says from now on that the server is shutting down: `/readyz` answers 503. [`run`]
+    /// does it when its shutdown future completes; a server of your own calls it when it
+    /// starts draining.
+    ///
+    /// [`run`]: crate::run
+    pub fn begin_shutdown(&self) {
+        self.inner.draining.store(true, Ordering::Relaxed);
     }
 }
 
@@ -257,10 +298,27 @@ enum Route {
     Fib(u64),
     /// `GET /healthz`.
     Health,
+    /// `GET /livez`.
+    Live,
+    /// `GET /readyz`.
+    Ready,
     /// `GET /metrics`.
     Metrics,
-    /// Nowhere: the error answer (404, 405, 400, 422).
-    Refused(Response<Body>),
+    /// Nowhere: the error answer (404, 405, 400, 422), and the route it counts under.
+    Refused(RouteName, Response<Body>),
+}
+
+impl Route {
+    fn label(&self) -> RouteName {
+        match self {
+            Route::Fib(_) => RouteName::Fib,
+            Route::Health => RouteName::Healthz,
+            Route::Live => RouteName::Livez,
+            Route::Ready => RouteName::Readyz,
+            Route::Metrics => RouteName::Metrics,
+            Route::Refused(name, _) => *name,
+        }
+    }
 }
 
 /// The app as a tower `Service`: always ready, never fails (errors are JSON responses).

@@ -153,6 +153,7 @@ impl GuardedCache {
         let until = self.now_ms() + SKIP_FOR.as_millis() as u64;
         self.skip_until.fetch_max(until, Ordering::Relaxed);
         if self.healthy.swap(false, Ordering::Relaxed) {
+            self.metrics.cache_up.set(0);
             tracing::warn!(
                 backend = %self.backend,
                 cause,
@@ -164,6 +165,7 @@ impl GuardedCache {
 
     fn answered(&self) {
         if !self.healthy.load(Ordering::Relaxed) && !self.healthy.swap(true, Ordering::Relaxed) {
+            self.metrics.cache_up.set(1);
             tracing::info!(backend = %self.backend, "cache answers again");
         }
     }

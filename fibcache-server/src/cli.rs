@@ -111,9 +111,15 @@ struct Args {
     #[arg(long, env = "FIB_MAX_CONNECTIONS", default_value = "1024")]
     max_connections: NonZeroUsize,
 
-    /// How long in-flight requests may finish after SIGINT/SIGTERM.
+    /// How long in-flight requests may finish after SIGINT/SIGTERM, once the listener is
+    /// closed.
     #[arg(long, env = "FIB_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
     shutdown_grace: Duration,
+
+    /// After SIGINT/SIGTERM, keep accepting and serving this long with /readyz at 503, so that
+    /// load balancers stop sending first; then close the listener and drain.
+    #[arg(long, env = "FIB_SHUTDOWN_DELAY", default_value = "0s", value_parser = duration)]
+    shutdown_delay: Duration,
 
     /// Log level or filter (e.g. debug, or info,fibcache_server=debug); RUST_LOG adds to it.
     #[arg(long, env = "FIB_LOG", default_value = "info")]
@@ -131,6 +137,49 @@ struct Args {
     /// Print the available backends, one a line (name, origin, summary), and exit.
     #[arg(long)]
     list_backends: bool,
+
+    /// Print a completion script for this shell and exit.
+    #[arg(long, value_enum, value_name = "SHELL")]
+    completions: Option<Shell>,
+}
+
+/// The shells `--completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+impl From<Shell> for clap_complete::Shell {
+    fn from(shell: Shell) -> Self {
+        match shell {
+            Shell::Bash => clap_complete::Shell::Bash,
+            Shell::Zsh => clap_complete::Shell::Zsh,
+            Shell::Fish => clap_complete::Shell::Fish,
+        }
+    }
+}
+
+/// The command line of the binary described by `about`.
+fn command(about: About) -> clap::Command {
+    // `fibcache 0.2.0 (memory, redis, dynamic)`: which build this is, at a glance. Leaked once:
+    // clap wants a `'static` string and the process has one command line.
+    let version: &'static str =
+        Box::leak(format!("{} ({})", about.version, crate::features_summary()).into_boxed_str());
+    Args::command()
+        .name(about.name)
+        .bin_name(about.name)
+        .version(version)
+        .about(about.description)
+        // A variable set to the empty string counts as unset (`FIB_CACHE=` is no backend
+        // named ""), as backend settings read through `Config::var` do.
+        .mut_args(|arg| match arg.get_env() {
+            Some(name) if std::env::var_os(name).is_some_and(|v| v.is_empty()) => {
+                arg.env(None::<&'static str>)
+            }
+            _ => arg,
+        })
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -149,20 +198,7 @@ fn startup(err: impl std::fmt::Display) -> anyhow::Error {
 /// Runs the server binary described by `about`: parses the command line, starts the server,
 /// and returns the process exit code (0 after a graceful shutdown, 2 for a start-up failure).
 pub fn main(about: About) -> ExitCode {
-    let command = Args::command()
-        .name(about.name)
-        .bin_name(about.name)
-        .version(about.version)
-        .about(about.description)
-        // A variable set to the empty string counts as unset (`FIB_CACHE=` is no backend
-        // named ""), as backend settings read through `Config::var` do.
-        .mut_args(|arg| match arg.get_env() {
-            Some(name) if std::env::var_os(name).is_some_and(|v| v.is_empty()) => {
-                arg.env(None::<&'static str>)
-            }
-            _ => arg,
-        });
-    let args = match command
+    let args = match command(about)
         .try_get_matches()
         .and_then(|matches| Args::from_arg_matches(&matches))
     {
@@ -176,14 +212,29 @@ pub fn main(about: About) -> ExitCode {
                 let _ = err.print();
                 return ExitCode::SUCCESS;
             }
-            // clap's own rendering is several lines; the first one says what is wrong.
+            // clap's own rendering is several lines: the first says what is wrong, and a
+            // `tip:` line may suggest the flag that was meant.
             let rendered = err.render().to_string();
             let first = rendered.lines().next().unwrap_or("invalid arguments");
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("{}: error: {first} (see --help)", about.name);
+            let tip = rendered
+                .lines()
+                .find_map(|line| line.trim().strip_prefix("tip: "))
+                .map(|tip| format!("; {tip}"))
+                .unwrap_or_default();
+            eprintln!("{}: error: {first}{tip} (see --help)", about.name);
             return ExitCode::from(2);
         }
     };
+    if let Some(shell) = args.completions {
+        clap_complete::generate(
+            clap_complete::Shell::from(shell),
+            &mut command(about),
+            about.name,
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     let _guard = match crate::logging::init(&args.log_level, args.log_format) {
         Ok(guard) => guard,
         Err(err) => {
@@ -286,6 +337,7 @@ async fn serve(args: Args, about: About) -> anyhow::Result<()> {
         header_timeout: args.header_timeout,
         max_connections: args.max_connections.get(),
         shutdown_grace: args.shutdown_grace,
+        shutdown_delay: args.shutdown_delay,
     };
     if tracing::enabled!(tracing::Level::INFO) {
         tracing::info!(

@@ -97,6 +97,24 @@ pub fn backends() -> fibcache_core::Result<fibcache_core::Registry> {
     Ok(registry)
 }
 
+/// The Cargo features this build was made with, of `memory`, `redis` and `dynamic`: the
+/// backends of `fibcache-backends` that are compiled in, and whether plugins can be loaded.
+pub fn features() -> Vec<&'static str> {
+    let mut features = fibcache_backends::COMPILED_IN.to_vec();
+    if cfg!(feature = "dynamic") {
+        features.push("dynamic");
+    }
+    features
+}
+
+/// [`features`] as `--version` shows them: `memory, redis, dynamic`, or `nop only`.
+pub(crate) fn features_summary() -> String {
+    match features().join(", ") {
+        none if none.is_empty() => "nop only".to_owned(),
+        some => some,
+    }
+}
+
 /// The backend used when none is named: `memory` if it is compiled in, else `nop`.
 pub fn default_backend(registry: &fibcache_core::Registry) -> &'static str {
     if registry.contains("memory") {

@@ -18,6 +18,7 @@ use crate::App;
 /// Connection-level limits: what [`run`] enforces on the connections it accepts. The limits
 /// of each request travel with the [`App`] (see [`Settings`](crate::Settings)).
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct ConnLimits {
     /// A connection with no request in progress that has not started one for this long (since
     /// it opened, or since its last answer) is closed, whatever bytes it sent, over HTTP/1.1
@@ -26,8 +27,13 @@ pub struct ConnLimits {
     pub header_timeout: Duration,
     /// Connections open at once; one more is answered 503 and closed (`--max-connections`).
     pub max_connections: usize,
-    /// How long in-flight requests may finish after shutdown begins (`--shutdown-grace`).
+    /// How long in-flight requests may finish once the listener is closed
+    /// (`--shutdown-grace`).
     pub shutdown_grace: Duration,
+    /// How long, once shutdown has begun, the server keeps accepting and serving while
+    /// `/readyz` answers 503, so that load balancers stop sending before the listener closes
+    /// (`--shutdown-delay`).
+    pub shutdown_delay: Duration,
 }
 
 impl Default for ConnLimits {
@@ -36,6 +42,7 @@ impl Default for ConnLimits {
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(10),
+            shutdown_delay: Duration::ZERO,
         }
     }
 }
@@ -79,10 +86,27 @@ pub async fn run(
     let closing = CancellationToken::new();
     tokio::pin!(shutdown);
 
+    // Until shutdown begins, then for `shutdown_delay` more: serving as usual, but not ready.
+    let mut stop_accepting: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> =
+        Box::pin(std::future::pending());
+    let mut shutting_down = false;
     loop {
         let (stream, peer) = tokio::select! {
             biased;
-            () = &mut shutdown => break,
+            () = &mut shutdown, if !shutting_down => {
+                shutting_down = true;
+                app.begin_shutdown();
+                if limits.shutdown_delay.is_zero() {
+                    break;
+                }
+                tracing::info!(
+                    delay = %humantime::format_duration(limits.shutdown_delay),
+                    "not ready; serving a while longer before closing the listener"
+                );
+                stop_accepting = Box::pin(tokio::time::sleep(limits.shutdown_delay));
+                continue;
+            }
+            () = &mut stop_accepting => break,
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(err) => {

@@ -1,26 +1,85 @@
-//! Prometheus metrics: what the server is doing, as counters and a latency histogram.
+//! Prometheus metrics: what the server is doing, as counters, gauges and a latency histogram,
+//! with the standard process metrics and a build-information series.
 //!
-//! Built on `prometheus-client` (the exposition format is not hand-written). The hot path never
-//! takes a lock: every series a request can touch is created up front and kept as a handle
-//! (an `Arc` around an atomic), so counting is one atomic add. The latency histogram is one of
-//! our own, `LatencyHistogram`, for the same reason: `prometheus-client`'s histogram takes a
-//! mutex on every observation, which both worker threads of a busy server then contend for.
+//! Built on `prometheus-client` (the exposition is not hand-written), served in the Prometheus
+//! text format 0.0.4, which `promtool check metrics` accepts, with its content type. The hot
+//! path never takes a lock: every series a request can touch is created up front and kept as a
+//! handle (an `Arc` around an atomic), so counting is one atomic add.
+//!
+//! # Overview
+//! - `histogram`: the lock-free request-duration histogram.
+//! - `process`: `process_*` series read from `/proc` at each scrape.
+
+mod histogram;
+mod process;
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use self::histogram::LatencyHistogram;
+
+/// The `Content-Type` of [`Metrics::encode`]'s text: the Prometheus text format 0.0.4.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// The route a request went to, as the `route` label of the request series: probes and scrapes
+/// are counted apart from `/fib`, so that they do not blur its latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RouteName {
+    Fib,
+    Healthz,
+    Livez,
+    Readyz,
+    Metrics,
+    OpenApi,
+    /// Anything the router does not answer (404).
+    Other,
+}
+
+impl RouteName {
+    const ALL: [RouteName; 7] = [
+        RouteName::Fib,
+        RouteName::Healthz,
+        RouteName::Livez,
+        RouteName::Readyz,
+        RouteName::Metrics,
+        RouteName::OpenApi,
+        RouteName::Other,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            RouteName::Fib => "/fib",
+            RouteName::Healthz => "/healthz",
+            RouteName::Livez => "/livez",
+            RouteName::Readyz => "/readyz",
+            RouteName::Metrics => "/metrics",
+            RouteName::OpenApi => "/openapi.json",
+            RouteName::Other => "other",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StatusLabel {
+struct RequestLabels {
+    route: &'static str,
     status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    features: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -45,8 +104,9 @@ const STATUSES: [u16; 7] = [200, 400, 404, 405, 422, 503, 504];
 /// Every metric the server exports, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
-    requests: Family<StatusLabel, Counter>,
-    by_status: [Counter; STATUSES.len()],
+    requests: Family<RequestLabels, Counter>,
+    /// `requests` for every route and usual status, so that counting needs no lookup.
+    by_route_status: [[Counter; STATUSES.len()]; RouteName::ALL.len()],
     /// Requests answered from the cache.
     pub(crate) cache_hits: Counter,
     /// Requests the cache could not answer (not found, expired, or unusable value).
@@ -64,19 +124,28 @@ pub struct Metrics {
     pub(crate) connections_open: Gauge,
     /// Connections refused with 503 because `--max-connections` were open.
     pub(crate) connections_refused: Counter,
-    duration: LatencyHistogram,
+    /// 1 while the cache answers, 0 while the server skips it (it stopped answering).
+    pub(crate) cache_up: Gauge,
+    by_route_duration: [LatencyHistogram; RouteName::ALL.len()],
 }
 
 impl Metrics {
     /// A registry holding every fibcache series at zero.
     pub(crate) fn new() -> Self {
         let mut registry = Registry::default();
-        let requests = Family::<StatusLabel, Counter>::default();
-        let by_status =
-            STATUSES.map(|status| requests.get_or_create(&StatusLabel { status }).clone());
+        let requests = Family::<RequestLabels, Counter>::default();
+        let by_route_status = RouteName::ALL.map(|route| {
+            STATUSES.map(|status| {
+                let labels = RequestLabels {
+                    route: route.label(),
+                    status,
+                };
+                requests.get_or_create(&labels).clone()
+            })
+        });
         registry.register(
             "fibcache_requests",
-            "HTTP requests answered, by status code",
+            "HTTP requests answered, by route and status code",
             requests.clone(),
         );
         let cache_hits = Counter::default();
@@ -138,16 +207,43 @@ impl Metrics {
             "Connections answered 503 and closed because --max-connections were open",
             connections_refused.clone(),
         );
-        let duration = LatencyHistogram::default();
+        let durations = Family::<RouteLabel, LatencyHistogram>::default();
+        let by_route_duration = RouteName::ALL.map(|route| {
+            durations
+                .get_or_create(&RouteLabel {
+                    route: route.label(),
+                })
+                .clone()
+        });
         registry.register(
             "fibcache_request_duration_seconds",
-            "Time from request head to response, in seconds",
-            duration.clone(),
+            "Time from request head to response, in seconds, by route",
+            durations,
         );
+        let cache_up = Gauge::default();
+        cache_up.set(1);
+        registry.register(
+            "fibcache_cache_up",
+            "1 while the cache answers, 0 while the server skips it because it stopped answering",
+            cache_up.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                features: crate::features().join(","),
+            })
+            .set(1);
+        registry.register(
+            "fibcache_build_info",
+            "Always 1: the fibcache-server version and the Cargo features of this build",
+            build,
+        );
+        registry.register_collector(Box::new(process::ProcessCollector));
         Metrics {
             registry,
             requests,
-            by_status,
+            by_route_status,
             cache_hits,
             cache_misses,
             cache_errors,
@@ -157,17 +253,25 @@ impl Metrics {
             overloaded,
             connections_open,
             connections_refused,
-            duration,
+            cache_up,
+            by_route_duration,
         }
     }
 
     /// Counts one answered request.
-    pub(crate) fn request(&self, status: u16, elapsed: Duration) {
+    pub(crate) fn request(&self, route: RouteName, status: u16, elapsed: Duration) {
+        let at = route as usize;
         match STATUSES.iter().position(|&s| s == status) {
-            Some(i) => self.by_status[i].inc(),
-            None => self.requests.get_or_create(&StatusLabel { status }).inc(),
+            Some(i) => self.by_route_status[at][i].inc(),
+            None => {
+                let labels = RequestLabels {
+                    route: route.label(),
+                    status,
+                };
+                self.requests.get_or_create(&labels).inc()
+            }
         };
-        self.duration.observe(elapsed);
+        self.by_route_duration[at].observe(elapsed);
     }
 
     /// Counts one finished computation.
@@ -180,10 +284,12 @@ impl Metrics {
         self.finished[i].inc();
     }
 
-    /// The Prometheus text exposition of every series.
+    /// The exposition of every series, in the Prometheus text format 0.0.4 ([`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        let mut out = String::with_capacity(16 * 1024);
+        let encoded =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        if encoded.is_err() {
             // Encoding into a String cannot fail; say so in the output rather than panic.
             let _ = writeln!(out, "# encoding failed");
         }
@@ -197,76 +303,17 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-/// The upper bounds of the latency buckets, in microseconds: 50 µs doubling up to ~52 s, so
-/// that cache hits land in the first buckets and long computations in the last.
-const BOUNDS_US: [u64; 21] = {
-    let mut bounds = [50; 21];
-    let mut i = 1;
-    while i < bounds.len() {
-        bounds[i] = bounds[i - 1] * 2;
-        i += 1;
-    }
-    bounds
-};
-
-/// A request-duration histogram observed with atomic adds only; cheap to clone (clones share
-/// the counts).
-#[derive(Debug, Clone, Default)]
-struct LatencyHistogram(Arc<Buckets>);
-
-#[derive(Debug, Default)]
-struct Buckets {
-    /// Observations per bucket (not cumulative), the last one above every bound (`+Inf`).
-    counts: [AtomicU64; BOUNDS_US.len() + 1],
-    /// The sum of the observations, in nanoseconds: an integer, so adding to it is one atomic
-    /// add (u64 nanoseconds overflow after 584 years of summed latency).
-    sum_ns: AtomicU64,
-}
-
-impl LatencyHistogram {
-    fn observe(&self, elapsed: Duration) {
-        let us = elapsed.as_micros();
-        let bucket = BOUNDS_US
-            .iter()
-            .position(|&bound| us <= u128::from(bound))
-            .unwrap_or(BOUNDS_US.len());
-        self.0.counts[bucket].fetch_add(1, Ordering::Relaxed);
-        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.0.sum_ns.fetch_add(ns, Ordering::Relaxed);
-    }
-}
-
-impl EncodeMetric for LatencyHistogram {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        let mut buckets = Vec::with_capacity(BOUNDS_US.len() + 1);
-        let mut count = 0;
-        for (i, counter) in self.0.counts.iter().enumerate() {
-            let n = counter.load(Ordering::Relaxed);
-            count += n;
-            let bound = BOUNDS_US
-                .get(i)
-                .map_or(f64::INFINITY, |&us| us as f64 / 1e6);
-            buckets.push((bound, n));
-        }
-        let sum = self.0.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
-    }
-
-    fn metric_type(&self) -> MetricType {
-        MetricType::Histogram
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn latencies_land_in_cumulative_buckets_with_their_sum_and_count() {
+    fn latencies_land_in_cumulative_buckets_by_route_with_their_sum_and_count() {
         let metrics = Metrics::new();
         for us in [10, 50, 51, 3_000, 100_000_000] {
-            metrics.request(200, Duration::from_micros(us));
+            metrics.request(RouteName::Fib, 200, Duration::from_micros(us));
         }
+        metrics.request(RouteName::Metrics, 200, Duration::from_micros(10));
         let text = metrics.encode();
         let value = |sample: &str| {
             text.lines()
@@ -276,7 +323,7 @@ mod tests {
         };
         let bucket = |le: &str| {
             value(&format!(
-                "fibcache_request_duration_seconds_bucket{{le=\"{le}\"}}"
+                "fibcache_request_duration_seconds_bucket{{route=\"/fib\",le=\"{le}\"}}"
             ))
         };
         assert_eq!(bucket("0.00005"), "2", "10 µs and 50 µs are within 50 µs");
@@ -284,10 +331,20 @@ mod tests {
         assert_eq!(bucket("0.0032"), "4");
         assert_eq!(bucket("52.4288"), "4", "100 s is above the last bound");
         assert_eq!(bucket("+Inf"), "5");
-        assert_eq!(value("fibcache_request_duration_seconds_count"), "5");
-        let sum: f64 = value("fibcache_request_duration_seconds_sum")
+        let count = r#"fibcache_request_duration_seconds_count{route="/fib"}"#;
+        assert_eq!(value(count), "5");
+        let scrapes = r#"fibcache_request_duration_seconds_count{route="/metrics"}"#;
+        assert_eq!(value(scrapes), "1", "scrapes are counted apart");
+        let sum: f64 = value(r#"fibcache_request_duration_seconds_sum{route="/fib"}"#)
             .parse()
             .unwrap();
         assert!((sum - 100.003111).abs() < 1e-9, "{sum}");
+        let requests = r#"fibcache_requests_total{route="/fib",status="200"}"#;
+        assert_eq!(value(requests), "5");
+        assert!(
+            text.contains("# TYPE fibcache_requests_total counter"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
     }
 }
