@@ -126,6 +126,11 @@ async fn a_panic_in_get_is_a_backend_error_and_the_instance_keeps_working() {
         let text = source.to_string();
         assert!(text.contains("panicked"), "{text}");
         assert!(text.contains("get(fib:20) always panics"), "{text}");
+        // Where it panicked, as the plugin's panic hook saw it.
+        assert!(
+            text.contains("(at examples/fixture_panicking_plugin.rs:"),
+            "{text}"
+        );
         // The same instance still answers what does not panic.
         cache
             .set("fib:20", "6765", Duration::from_secs(5))
@@ -520,6 +525,147 @@ async fn a_panicking_plugin_still_gets_correct_answers_and_the_server_keeps_runn
     assert!(server.metric("fibcache_cache_errors_total").await >= 3.0);
     // The panic reached the server's log through the plugin's log forwarding.
     wait_for_log(&server, "get(fib:20) always panics");
+}
+
+/// The fixture's panic message, as the text format writes it: its newline escaped.
+const PANIC_ON_ONE_LINE: &str = r"get(fib:20) always panics\nand says so on a second line";
+
+#[tokio::test]
+async fn a_burst_of_panics_logs_one_whole_line_a_second_with_the_count_held_back() {
+    const CLIENTS: usize = 4;
+    const EACH: usize = 100;
+    let lib = plugin("fixture_panicking_plugin");
+    let started = Instant::now();
+    let mut server = Spawn::new()
+        .arg("--plugin")
+        .arg(lib.display().to_string())
+        .env("FIB_CACHE", "panicky")
+        // Every failure of this test is then a panic: no cache call can time out.
+        .env("FIB_CACHE_TIMEOUT", "30s")
+        .start();
+    let addr = server.addr;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            tokio::spawn(async move {
+                for _ in 0..EACH {
+                    let resp = get(addr, "/fib/20").await;
+                    assert_eq!(resp.status, 200, "{}", resp.body);
+                    assert_eq!(json(&resp), serde_json::json!({"result": 6765}));
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    // A throttled warning says how many were held back since the one before it: one more
+    // panic, a whole period after the burst, reports the burst's.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(json(&get(addr, "/fib/20").await)["result"], 6765);
+    let panics = CLIENTS * EACH + 1;
+    // One cache read a request, and each one panicked.
+    assert_eq!(
+        server.metric("fibcache_cache_errors_total").await,
+        panics as f64
+    );
+    let status = server.signal_and_wait("TERM", Duration::from_secs(30));
+    let elapsed = started.elapsed();
+    let log = server.log();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "log:\n{log}");
+
+    for line in log.lines() {
+        assert!(
+            is_whole_text_line(line),
+            "a broken line: {line:?}\nlog:\n{log}"
+        );
+    }
+    let panic_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("always panics"))
+        .collect();
+    // The throttle admits one line a period: one per started second, and a little slack.
+    let most = elapsed.as_secs() as usize + 1 + 2;
+    assert!(
+        panic_lines.len() <= most,
+        "{} lines about {panics} panics in {elapsed:?} (at most {most}), the first ones:\n{}",
+        panic_lines.len(),
+        panic_lines[..panic_lines.len().min(5)].join("\n")
+    );
+    assert!(
+        panic_lines
+            .first()
+            .is_some_and(|l| l.contains(PANIC_ON_ONE_LINE)),
+        "the first panic is not logged with its message:\n{log}"
+    );
+    // Each line stands for itself and the ones it held back: every panic is accounted for.
+    let accounted: u64 = panic_lines
+        .iter()
+        .map(|line| 1 + suppressed(line).unwrap_or_else(|| panic!("no count in {line:?}")))
+        .sum();
+    assert_eq!(accounted, panics as u64, "log:\n{log}");
+    assert!(
+        panic_lines.iter().any(|l| suppressed(l) > Some(0)),
+        "no count held back:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn in_json_every_line_is_an_object_and_the_panic_message_keeps_its_newline() {
+    let lib = plugin("fixture_panicking_plugin");
+    let mut server = Spawn::new()
+        .arg("--plugin")
+        .arg(lib.display().to_string())
+        .args(["--log-format", "json"])
+        .env("FIB_CACHE", "panicky")
+        .start();
+    for _ in 0..3 {
+        assert_eq!(json(&get(server.addr, "/fib/20").await)["result"], 6765);
+    }
+    let status = server.signal_and_wait("TERM", Duration::from_secs(30));
+    let log = server.log();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "log:\n{log}");
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+        })
+        .collect();
+    let panics: Vec<&str> = events
+        .iter()
+        .filter_map(|event| event["cause"].as_str())
+        .filter(|cause| cause.contains("always panics"))
+        .collect();
+    assert!(
+        panics
+            .first()
+            .is_some_and(|c| c.contains("get(fib:20) always panics\nand says so on a second line")),
+        "{log}"
+    );
+}
+
+/// Whether `line` is a whole line of the text format: a timestamp, then a level.
+fn is_whole_text_line(line: &str) -> bool {
+    let mut words = line.split_whitespace();
+    let (Some(time), Some(level)) = (words.next(), words.next()) else {
+        return false;
+    };
+    // `2026-11-27T13:23:17.123456Z`
+    let shape = b"0000-00-00T00:00:00.000000Z";
+    let time_ok = time.len() == shape.len()
+        && time.bytes().zip(shape).all(|(b, &s)| match s {
+            b'0' => b.is_ascii_digit(),
+            _ => b == s,
+        });
+    time_ok && ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level)
+}
+
+/// The `suppressed=` count of a throttled warning.
+fn suppressed(line: &str) -> Option<u64> {
+    let rest = &line[line.find("suppressed=")? + "suppressed=".len()..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
 }
 
 fn wait_for_log(server: &support::Server, needle: &str) {

@@ -15,7 +15,9 @@
 //!   was refused.
 //! - **Counted, and logged without flooding.** Every failure, timeout, skipped call and refused
 //!   value counts in `fibcache_cache_errors_total`; warnings are throttled to one a second with
-//!   the number held back.
+//!   the number held back. This is also the one place a panic inside a plugin's operation is
+//!   logged: it arrives as a backend error carrying the panic's message and location, and the
+//!   plugin does not log it itself (see `fibcache_core::plugin`'s guest side).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -208,7 +210,8 @@ fn parse(raw: &str) -> Result<u64, &'static str> {
     }
 }
 
-/// An error and its sources on one line, as `anyhow`'s `{:#}` writes them.
+/// An error and its sources joined with `": "`, as `anyhow`'s `{:#}` writes them. A newline
+/// inside one of them stays in the text; the text log format escapes it.
 fn chain(err: &Error) -> String {
     let mut out = err.to_string();
     let mut source = std::error::Error::source(err);

@@ -27,6 +27,9 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
+    /// The thread that reads the server's stderr into `log`; joined once the server exited,
+    /// so that `log()` then holds every line.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 /// How to start a server: extra arguments and environment variables.
@@ -95,7 +98,7 @@ impl Spawn {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
-        {
+        let reader = {
             let log = log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines() {
@@ -105,12 +108,17 @@ impl Spawn {
                     }
                     log.lock().unwrap().push(line);
                 }
-            });
-        }
+            })
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
-                return Server { child, addr, log };
+                return Server {
+                    child,
+                    addr,
+                    log,
+                    reader: Some(reader),
+                };
             }
             if let Ok(Some(status)) = child.try_wait() {
                 std::thread::sleep(Duration::from_millis(100));
@@ -197,7 +205,8 @@ impl Server {
         self.log.lock().unwrap().join("\n")
     }
 
-    /// Sends a signal to this server (by PID) and waits at most `limit` for it to exit.
+    /// Sends a signal to this server (by PID) and waits at most `limit` for it to exit; once it
+    /// has, [`Server::log`] holds everything it wrote.
     pub fn signal_and_wait(&mut self, signal: &str, limit: Duration) -> Option<ExitStatus> {
         let status = Command::new("kill")
             .args([format!("-{signal}"), self.child.id().to_string()])
@@ -207,6 +216,10 @@ impl Server {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // The pipe is at its end: the reader finishes with the last lines.
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 return Some(status);
             }
             if Instant::now() > deadline {

@@ -13,8 +13,23 @@
 //! Invariants: every function here catches panics and answers its `done` exactly once (a
 //! [`Reply`] that is dropped unsent answers a failure), and copies what it keeps of the
 //! host's arguments before it returns or defers anything.
+//!
+//! # Panics are reported once, by the host
+//! A panic inside an operation ([`catch`]) is answered as [`Status::PANICKED`] with its message
+//! and location, and the host reports it like any other failure of the backend: for a cache
+//! call, through the server's cache guard, which logs one warning a second with the number
+//! held back. So the panic hook this module installs stays silent about such a panic; it only
+//! hands the location to [`catch`]. Logging it here as well would write one line per panic
+//! (a backend that panics on every `get` wrote tens of thousands a second) beside the host's
+//! throttled one, and two places would each think they were responsible. The hook logs, as an
+//! ERROR event forwarded to the host, only the panics that no reply carries: those outside an
+//! operation (a task the backend spawned on the plugin's runtime, a backend's `Drop` in
+//! `release`, `backend_count`, `backend_info`) and the rare one that unwinds through a reply
+//! before the message could be put in it. Those are not throttled. A panic that the backend
+//! catches itself inside an operation is not logged at all, as it is not a failure.
 
 use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -116,15 +131,53 @@ fn too_small(what: &str, size: usize, mandatory: usize) -> String {
     )
 }
 
-/// Routes the plugin's panic messages (its own `std`'s hook) to the host's log instead of
-/// writing them to stderr behind the host's back; the panic itself still becomes an error.
+thread_local! {
+    /// Whether a panic on this thread now is caught by [`catch`] and answered to the host.
+    static CATCHING: Cell<bool> = const { Cell::new(false) };
+    /// What the hook saw of the last panic [`catch`] is about to catch on this thread.
+    static CAUGHT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Routes the plugin's panic messages (its own `std`'s hook) to the host instead of writing
+/// them to stderr behind the host's back: a panic that [`catch`] answers is left to the host
+/// (see the module documentation), any other is logged as an ERROR event.
 fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            tracing::error!(target: "fibcache::plugin::panic", "{info}");
+            let mut text = panic_message(info.payload());
+            if let Some(at) = info.location() {
+                text = format!("{text} (at {at})");
+            }
+            // `try_with`: a panic while the thread's locals are being destroyed is logged.
+            if CATCHING.try_with(Cell::get).unwrap_or(false) {
+                let _ = CAUGHT.try_with(|caught| *caught.borrow_mut() = Some(text));
+            } else {
+                log_panic(&text);
+            }
         }));
     });
+}
+
+/// Logs a panic that no reply carries to the host.
+fn log_panic(text: &str) {
+    tracing::error!(target: "fibcache::plugin::panic", "the plugin panicked: {text}");
+}
+
+/// Runs `f`, turning a panic into the text a [`Status::PANICKED`] reply carries: its message
+/// and, when the hook saw it, where it happened. The hook does not log such a panic.
+fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    let _ = CAUGHT.try_with(|caught| caught.borrow_mut().take());
+    let outer = CATCHING.replace(true);
+    let result = catch_unwind(AssertUnwindSafe(f));
+    CATCHING.set(outer);
+    result.map_err(|payload| {
+        CAUGHT
+            .try_with(|caught| caught.borrow_mut().take())
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic_message(&*payload))
+    })
 }
 
 unsafe extern "C" fn backend_count() -> usize {
@@ -173,7 +226,7 @@ unsafe extern "C" fn create(index: usize, config: *const FfiConfig, ctx: *mut c_
                     reply.send(Status::OK, "", instance);
                 }
                 Ok(Err(err)) => reply.fail(&err),
-                Err(panic) => reply.panicked(&*panic),
+                Err(panic) => reply.panicked(&panic),
             }
         });
     });
@@ -194,7 +247,7 @@ unsafe extern "C" fn get(instance: *const Instance, key: RStr, ctx: *mut c_void,
                 Ok(Ok(Some(value))) => reply.send(Status::OK, &value, std::ptr::null()),
                 Ok(Ok(None)) => reply.send(Status::ABSENT, "", std::ptr::null()),
                 Ok(Err(err)) => reply.fail(&err),
-                Err(panic) => reply.panicked(&*panic),
+                Err(panic) => reply.panicked(&panic),
             }
         });
     });
@@ -222,7 +275,7 @@ unsafe extern "C" fn set(
             match CatchUnwind(cache.set(&key, &value, ttl.into())).await {
                 Ok(Ok(())) => reply.send(Status::OK, "", std::ptr::null()),
                 Ok(Err(err)) => reply.fail(&err),
-                Err(panic) => reply.panicked(&*panic),
+                Err(panic) => reply.panicked(&panic),
             }
         });
     });
@@ -304,8 +357,8 @@ impl Reply {
         self.send(status, &text, std::ptr::null());
     }
 
-    fn panicked(self, payload: &(dyn Any + Send)) {
-        self.send(Status::PANICKED, &panic_message(payload), std::ptr::null());
+    fn panicked(self, text: &str) {
+        self.send(Status::PANICKED, text, std::ptr::null());
     }
 }
 
@@ -328,9 +381,12 @@ impl Drop for Reply {
 /// panics before taking the reply out.
 fn guarded(reply: Reply, body: impl FnOnce(&mut Option<Reply>)) {
     let mut slot = Some(reply);
-    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| body(&mut slot))) {
-        if let Some(reply) = slot.take() {
-            reply.panicked(&*panic);
+    if let Err(text) = catch(|| body(&mut slot)) {
+        match slot.take() {
+            Some(reply) => reply.panicked(&text),
+            // The reply was out and answered without the message as it was dropped: nobody
+            // else will report this panic.
+            None => log_panic(&text),
         }
     }
 }
@@ -339,15 +395,16 @@ fn take(slot: &mut Option<Reply>) -> Reply {
     slot.take().expect("the reply is taken once")
 }
 
-/// A future that turns a panic while polling `F` into an `Err` with the panic's payload.
+/// A future that turns a panic while polling `F` into an `Err` with the text a
+/// [`Status::PANICKED`] reply carries (see [`catch`]).
 struct CatchUnwind<F>(F);
 
 impl<F: Future + Unpin> Future for CatchUnwind<F> {
-    type Output = std::thread::Result<F::Output>;
+    type Output = Result<F::Output, String>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = &mut self.0;
-        match catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
+        match catch(|| Pin::new(inner).poll(cx)) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
             Err(panic) => Poll::Ready(Err(panic)),

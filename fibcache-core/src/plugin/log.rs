@@ -7,6 +7,11 @@
 //! and the fields `plugin` (the library's path) and `plugin_target` (the event's target in the
 //! plugin). Only events cross: spans are accepted and ignored. The level crosses as an
 //! [`FfiLevel`], whose conversions are the only mapping between levels and numbers.
+//!
+//! The plugin's formatted text becomes the host event's message as it is, newlines included:
+//! keeping each event on one line is the host subscriber's job, as for every other value it
+//! did not write (the `fibcache` binary's text format escapes control characters in every
+//! field; its JSON format escapes them as JSON does).
 
 use std::ffi::c_void;
 use std::fmt::{self, Write as _};

@@ -67,7 +67,9 @@
 //!   plugin's own tokio runtime. The host turns the callback into a oneshot channel and never
 //!   blocks a thread waiting for it.
 //! - Every exported function catches panics; a panic becomes the PANICKED status with the
-//!   panic message, never an unwind across the boundary.
+//!   panic message and location, never an unwind across the boundary. The plugin does not log
+//!   such a panic itself: the host reports it once, as the operation's error (the server logs
+//!   it with its other cache failures, throttled).
 //!
 //! # What a plugin must match, and what is checked at load
 //! - **Checked**: that the file exists, that the platform's loader accepts it, that it has the

@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tracing_subscriber::fmt::MakeWriter;
 
+mod one_line;
 mod time;
 use tracing_subscriber::EnvFilter;
 
@@ -175,7 +176,10 @@ pub fn init(level: &str, format: LogFormat) -> anyhow::Result<LogGuard> {
         .with_env_filter(filter)
         .with_writer(Batching(shared));
     match format {
-        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Text => builder
+            .with_ansi(false)
+            .fmt_fields(one_line::OneLineFields::new())
+            .init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
     Ok(guard)

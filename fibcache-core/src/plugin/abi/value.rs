@@ -116,7 +116,8 @@ impl Status {
     pub(crate) const FAILED: Status = Status(3);
     /// The configuration is wrong; the text says what to change (becomes [`Error::Config`]).
     pub(crate) const CONFIG: Status = Status(4);
-    /// The plugin panicked; the text is the panic message.
+    /// The plugin panicked; the text is the panic message, followed by where it happened when
+    /// the plugin knows it.
     pub(crate) const PANICKED: Status = Status(5);
     /// The store could not be reached; the text says why (becomes [`Error::Unavailable`]).
     pub(crate) const UNAVAILABLE: Status = Status(6);
