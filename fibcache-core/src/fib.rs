@@ -9,6 +9,12 @@
 /// The largest `n` whose Fibonacci number fits an `i64` (`fib(92) = 7540113804746346429`).
 pub const MAX_N: u64 = 92;
 
+/// The longest decimal form of any cached Fibonacci number: `fib(MAX_N)` has 19 digits.
+///
+/// A stored value longer than this cannot be one, whatever it holds, so a reader may refuse
+/// it by its length alone (see [`Config::with_max_value_len`](crate::Config::with_max_value_len)).
+pub const MAX_VALUE_LEN: usize = 19;
+
 /// Below this `n` a subtree is computed without asking whether to stop: `fib_slow(24)` is about
 /// 75 000 calls, well under a millisecond, so a cancel is seen within a few milliseconds while
 /// asking costs nothing measurable.
@@ -94,6 +100,12 @@ mod tests {
         assert!(fib_fast(MAX_N).unwrap() <= i64::MAX as u64);
         assert!(fib_fast(MAX_N + 1).unwrap() > i64::MAX as u64);
         assert_eq!(fib_fast(94), None);
+    }
+
+    #[test]
+    fn the_longest_value_is_that_of_max_n() {
+        assert_eq!(fib_fast(MAX_N).unwrap().to_string().len(), MAX_VALUE_LEN);
+        assert!((0..MAX_N).all(|n| fib_fast(n).unwrap().to_string().len() <= MAX_VALUE_LEN));
     }
 
     #[test]

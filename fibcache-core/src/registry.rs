@@ -43,8 +43,11 @@ use crate::{Cache, Error, Result};
 /// let config = Config::default()
 ///     .with_capacity(NonZeroUsize::new(500).unwrap())
 ///     .with_op_timeout(Duration::from_millis(100))
+///     .with_max_value_len(NonZeroUsize::new(19).unwrap())
 ///     .with_var("REDIS_URL", "redis://127.0.0.1:6379");
 /// assert_eq!(config.capacity().get(), 500);
+/// assert_eq!(config.max_value_len().map(NonZeroUsize::get), Some(19));
+/// assert_eq!(Config::default().max_value_len(), None);
 /// assert_eq!(config.var("REDIS_URL").as_deref(), Some("redis://127.0.0.1:6379"));
 /// ```
 #[derive(Clone)]
@@ -54,16 +57,22 @@ pub struct Config {
     /// Longest one operation may take before the caller counts it as failed
     /// (`--cache-timeout`).
     op_timeout: Duration,
+    /// Longest stored value worth reading; `None`: no bound. Only a backend that can refuse a
+    /// value without transferring it reads this, so that a huge value planted in a shared
+    /// store costs the reader neither memory nor time.
+    max_value_len: Option<NonZeroUsize>,
     /// Backend-specific settings set explicitly; looked up before the process environment.
     vars: BTreeMap<String, String>,
 }
 
 impl Default for Config {
-    /// Capacity 10 000, operation timeout 250 ms, no explicit settings: the server's defaults.
+    /// Capacity 10 000, operation timeout 250 ms, no bound on value sizes, no explicit
+    /// settings.
     fn default() -> Self {
         Config {
             capacity: NonZeroUsize::new(10_000).expect("non-zero"),
             op_timeout: Duration::from_millis(250),
+            max_value_len: None,
             vars: BTreeMap::new(),
         }
     }
@@ -79,6 +88,15 @@ impl Config {
     /// Sets the longest one operation may take.
     pub fn with_op_timeout(mut self, op_timeout: Duration) -> Self {
         self.op_timeout = op_timeout;
+        self
+    }
+
+    /// Bounds the length of the values worth reading: a backend that can refuses a stored value
+    /// longer than `max` bytes without transferring it (an [`Error::Backend`] naming the
+    /// length), so a planted huge value costs neither memory nor time. Backends that hold only
+    /// what their caller wrote (`memory`, `nop`) ignore it.
+    pub fn with_max_value_len(mut self, max: NonZeroUsize) -> Self {
+        self.max_value_len = Some(max);
         self
     }
 
@@ -98,6 +116,12 @@ impl Config {
     /// (`--cache-timeout`). A backend with client timeouts of its own sets them to this.
     pub fn op_timeout(&self) -> Duration {
         self.op_timeout
+    }
+
+    /// The longest stored value a backend should read, if bounded (see
+    /// [`Config::with_max_value_len`]); `None`, the default, means no bound.
+    pub fn max_value_len(&self) -> Option<NonZeroUsize> {
+        self.max_value_len
     }
 
     /// Returns a backend-specific setting: the value set with [`Config::with_var`], else the
@@ -123,6 +147,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("capacity", &self.capacity)
             .field("op_timeout", &self.op_timeout)
+            .field("max_value_len", &self.max_value_len)
             .field("vars", &self.vars.keys().collect::<Vec<_>>())
             .finish()
     }

@@ -12,7 +12,10 @@
 //! - **Strict values.** A value that is not the decimal form of a non-negative `i64` is a miss:
 //!   the request computes, and its write replaces the bad value. The value itself is never
 //!   logged (it may be anything a client of a shared store wrote), only its length and why it
-//!   was refused.
+//!   was refused. One longer than [`MAX_VALUE_LEN`] cannot be valid, so the backend receives
+//!   that bound as [`Config::max_value_len`](fibcache_core::Config::max_value_len): one that
+//!   can (Redis) refuses a longer value without transferring it, as an error naming its
+//!   length.
 //! - **Counted, and logged without flooding.** Every failure, timeout, skipped call and refused
 //!   value counts in `fibcache_cache_errors_total`; warnings are throttled to one a second with
 //!   the number held back. This is also the one place a panic inside a plugin's operation is
@@ -26,6 +29,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use fibcache_core::fib::MAX_VALUE_LEN;
 use fibcache_core::{Cache, Error};
 use tokio::time::Instant;
 
@@ -34,9 +38,6 @@ use crate::throttle::Throttle;
 
 /// How long the cache is skipped after it timed out or reported itself unavailable.
 pub const SKIP_FOR: Duration = Duration::from_secs(1);
-
-/// The longest valid value: `i64::MAX` has 19 digits.
-const MAX_VALUE_LEN: usize = 19;
 
 /// A warning at most once a period through `throttle`; the rest at debug level.
 macro_rules! throttled {

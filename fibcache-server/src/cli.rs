@@ -314,7 +314,8 @@ async fn serve(args: Args, about: About) -> anyhow::Result<()> {
         .unwrap_or_else(|| crate::default_backend(&registry).to_owned());
     let config = Config::default()
         .with_capacity(args.cache_capacity)
-        .with_op_timeout(args.cache_timeout);
+        .with_op_timeout(args.cache_timeout)
+        .with_max_value_len(const { NonZeroUsize::new(fib::MAX_VALUE_LEN).unwrap() });
     let cache: Arc<dyn Cache> = registry.create(&name, &config).await.map_err(startup)?;
     let addr = resolve(&args.host, args.port)?;
     let listener = bind(addr).map_err(|e| startup(format!("cannot listen on {addr}: {e}")))?;

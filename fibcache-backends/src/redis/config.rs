@@ -6,6 +6,7 @@
 //! the password is small enough to check that it never prints it.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use fibcache_core::{Config, Error, Result};
@@ -31,7 +32,8 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:6379";
 ///
 /// The client's connection and response timeouts are [`Config::op_timeout`]
 /// (`--cache-timeout` / `FIB_CACHE_TIMEOUT`). `REDIS_TIMEOUT_MS`, which once overrode it, is
-/// no longer read: setting it logs a warning and changes nothing.
+/// no longer read: setting it logs a warning and changes nothing. The longest value worth
+/// reading is [`Config::max_value_len`] (the server sets it to 19 bytes).
 ///
 /// `Debug` is written by hand: it shows the endpoint, database and user, and whether a
 /// password is set, never the password itself nor the URL it came in.
@@ -49,6 +51,10 @@ pub struct RedisConfig {
     /// How long the client waits for a connection attempt and for each reply: the caller's
     /// per-operation limit.
     op_timeout: Duration,
+    /// The longest value a read transfers: a longer one is refused by its length, inside
+    /// Redis, so that a huge value planted under a key costs neither memory nor time. `None`:
+    /// no bound, a plain `GET`.
+    max_value_len: Option<NonZeroUsize>,
     /// Which setting the target came from, for messages that tell the operator what to fix.
     source: &'static str,
 }
@@ -100,6 +106,7 @@ impl RedisConfig {
             endpoint,
             password,
             op_timeout,
+            max_value_len: config.max_value_len(),
             source,
         })
     }
@@ -117,6 +124,11 @@ impl RedisConfig {
     /// How long the client waits for a connection attempt and for each reply.
     pub fn op_timeout(&self) -> Duration {
         self.op_timeout
+    }
+
+    /// The longest value a read transfers, if bounded ([`Config::max_value_len`]).
+    pub fn max_value_len(&self) -> Option<NonZeroUsize> {
+        self.max_value_len
     }
 
     /// The setting that named the server (`REDIS_URL` or `REDIS_ADDR`), for messages.
@@ -166,6 +178,7 @@ impl fmt::Debug for RedisConfig {
             .field("username", &settings.username())
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("op_timeout", &self.op_timeout)
+            .field("max_value_len", &self.max_value_len)
             .field("source", &self.source)
             .finish()
     }
@@ -319,6 +332,14 @@ mod tests {
             .redis_settings()
             .password()
             .is_none());
+        assert_eq!(
+            config.max_value_len(),
+            None,
+            "no bound unless the caller sets one"
+        );
+        let bounded = clean().with_max_value_len(NonZeroUsize::new(19).unwrap());
+        let config = RedisConfig::from_config(&bounded).unwrap();
+        assert_eq!(config.max_value_len(), NonZeroUsize::new(19));
     }
 
     #[test]

@@ -17,8 +17,13 @@
 //! - **Failures say what they are.** A client error is classified by its kind, never by its
 //!   text: I/O errors (refused, dropped, timed out) and the replies that mean "not serving
 //!   now" (`LOADING`, `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`) are [`Error::Unavailable`];
-//!   any other error reply (`WRONGTYPE`, a value that is not UTF-8, ...) is [`Error::Backend`].
-//!   The server treats both as a miss and computes.
+//!   any other error reply (`WRONGTYPE`, a value that is not UTF-8, ...) and a value longer
+//!   than the bound (below) are [`Error::Backend`]. The server treats both as a miss and
+//!   computes.
+//! - **A huge value is refused inside Redis.** With a bound on value sizes
+//!   ([`Config::max_value_len`]; the server sets 19 bytes, the longest valid value), a read
+//!   transfers at most that many bytes whatever is stored under the key (see "Keys and
+//!   values"), so a value planted by anyone with write access costs neither memory nor time.
 //! - **Misconfiguration stops start-up; an outage does not.** Creating the cache sends one
 //!   `PING`. A malformed `REDIS_URL`, a wrong password, a server that wants a password and got
 //!   none, a user without permission, a database index the server does not have, or a peer
@@ -37,14 +42,23 @@
 //! TTL. A TTL is rounded up to whole milliseconds, at least 1 (a zero TTL would make `SET`
 //! fail) and at most 100 years.
 //!
+//! Without a bound on value sizes, a read is a plain `GET`. With one, it is a short Lua script
+//! (sent as `EVALSHA`, and loaded with `SCRIPT LOAD` whenever Redis answers `NOSCRIPT`, e.g.
+//! after a restart) that measures the value with `STRLEN` and returns it only when it fits,
+//! else its length: at most the bound crosses the network, and a longer value is an
+//! [`Error::Backend`] naming its length and the bound, never its content. A key of another
+//! type still fails with Redis's `WRONGTYPE` reply. A Redis ACL user then needs `EVALSHA`,
+//! `SCRIPT LOAD`, `STRLEN` and `GET`, besides `SET` and `PING`.
+//!
 //! # Settings
 //! See [`RedisConfig`]: `REDIS_URL`, or `REDIS_ADDR` / `REDIS_PASSWORD` / `REDIS_DB`. The
 //! timeouts come from [`Config::op_timeout`]; `REDIS_TIMEOUT_MS` is no longer read (setting it
 //! logs a warning).
 //!
 //! # Guarantees and non-guarantees
-//! - A value read is a value some client wrote under that key; whether it parses as a number
-//!   is the caller's business (the server checks, and overwrites garbage).
+//! - A value read is a value some client wrote under that key, and no longer than the bound
+//!   when there is one; whether it parses as a number is the caller's business (the server
+//!   checks, and overwrites garbage).
 //! - Expiry is Redis's: an expired key reads as `None`, like one never set.
 //! - Losing Redis and getting it back are each logged once, when an operation sees it; an
 //!   operation the caller abandons before the client gives up logs nothing.
@@ -56,13 +70,14 @@ mod config;
 mod error;
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use fibcache_core::{async_trait, Cache, Config, Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Cmd, FromRedisValue, RedisError};
+use redis::{Client, Cmd, FromRedisValue, ParsingError, RedisError, RedisResult, Script, Value};
 
 use self::config::config_error;
 pub use self::config::{RedisConfig, DEFAULT_ADDR};
@@ -86,6 +101,18 @@ const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(250);
 
 /// The longest TTL sent to Redis, which refuses expiry times that overflow its clock.
 const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// The read used when value sizes are bounded: the value of `KEYS[1]` if it is at most
+/// `ARGV[1]` bytes long (nil for a missing key), else its length, measured inside Redis so
+/// that a longer value never crosses the network. `STRLEN` fails with `WRONGTYPE` on a key of
+/// another type, as `GET` does.
+static BOUNDED_GET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local len = redis.call('STRLEN', KEYS[1])
+         if len > tonumber(ARGV[1]) then return len end
+         return redis.call('GET', KEYS[1])",
+    )
+});
 
 /// A Redis-backed [`Cache`], cheap to clone (clones share one connection).
 ///
@@ -195,9 +222,18 @@ impl fmt::Debug for RedisCache {
 #[async_trait]
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> Result<Option<String>> {
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(key);
-        self.inner.query(&cmd).await
+        let Some(max) = self.inner.config.max_value_len() else {
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(key);
+            return self.inner.query(&cmd).await;
+        };
+        let mut read = BOUNDED_GET.key(key);
+        read.arg(max.get());
+        let answer = read.invoke_async(&mut self.inner.manager.clone()).await;
+        match self.inner.observe(answer)? {
+            Bounded::Fits(value) => Ok(value),
+            Bounded::TooLong(len) => Err(too_long(&self.inner.config, key, len, max)),
+        }
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
@@ -213,10 +249,15 @@ impl Inner {
         cmd.query_async(&mut self.manager.clone()).await
     }
 
-    /// Runs `cmd`, turning a client error into this crate's [`Error`] and logging the moments
-    /// Redis is lost and found again.
+    /// Runs `cmd`, as [`Inner::observe`] reports it.
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        match self.run(cmd).await {
+        self.observe(self.run(cmd).await)
+    }
+
+    /// The outcome of an operation, with a client error turned into this crate's [`Error`];
+    /// logs the moments Redis is lost and found again.
+    fn observe<T>(&self, outcome: RedisResult<T>) -> Result<T> {
+        match outcome {
             Ok(value) => {
                 // A load first: the flag is shared by every worker, and a write on every
                 // operation would make them contend for its cache line.
@@ -247,6 +288,35 @@ impl Inner {
             }
         }
     }
+}
+
+/// What [`BOUNDED_GET`] answers.
+#[derive(Debug, PartialEq)]
+enum Bounded {
+    /// The value (`None`: no such key), which is at most the bound long.
+    Fits(Option<String>),
+    /// The length of a value longer than the bound, which stayed in Redis.
+    TooLong(i64),
+}
+
+impl FromRedisValue for Bounded {
+    fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
+        match value {
+            Value::Int(len) => Ok(Bounded::TooLong(len)),
+            other => Option::<String>::from_redis_value(other).map(Bounded::Fits),
+        }
+    }
+}
+
+/// The error for a value of `len` bytes under `key`, over the bound `max`: it names both
+/// lengths and never the value, which was not read.
+fn too_long(config: &RedisConfig, key: &str, len: i64, max: NonZeroUsize) -> Error {
+    let message = format!(
+        "redis at {}: the value under {key:?} is {len} bytes long, more than the {max} a \
+         value may have; it was not read",
+        config.endpoint()
+    );
+    Error::backend("redis", Failure(config.redact(&message)))
 }
 
 /// The connection manager's settings: both timeouts are the caller's per-operation limit, and
@@ -292,6 +362,35 @@ mod tests {
             Some(Duration::from_millis(700))
         );
         assert_eq!(manager.response_timeout(), Some(Duration::from_millis(700)));
+    }
+
+    #[test]
+    fn a_bounded_read_tells_a_value_from_the_length_of_a_longer_one() {
+        let decode = redis::from_redis_value::<Bounded>;
+        assert_eq!(decode(Value::Nil).unwrap(), Bounded::Fits(None));
+        let digits = Value::BulkString(b"6765".to_vec());
+        assert_eq!(decode(digits).unwrap(), Bounded::Fits(Some("6765".into())));
+        assert_eq!(decode(Value::Int(20)).unwrap(), Bounded::TooLong(20));
+        assert!(decode(Value::BulkString(vec![0xff])).is_err(), "not UTF-8");
+    }
+
+    #[test]
+    fn a_value_too_long_is_a_backend_error_naming_both_lengths() {
+        let config = Config::default().with_var("REDIS_URL", "redis://:hunter2@127.0.0.1:6379");
+        let config = RedisConfig::from_config(&config).unwrap();
+        let err = too_long(
+            &config,
+            "fib:38",
+            209_715_200,
+            NonZeroUsize::new(19).unwrap(),
+        );
+        assert!(matches!(&err, Error::Backend { backend, .. } if backend == "redis"));
+        let source = std::error::Error::source(&err).unwrap().to_string();
+        assert_eq!(
+            source,
+            "redis at 127.0.0.1:6379: the value under \"fib:38\" is 209715200 bytes long, more \
+             than the 19 a value may have; it was not read"
+        );
     }
 
     #[test]

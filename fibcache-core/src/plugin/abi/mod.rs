@@ -333,6 +333,8 @@ mod tests {
         assert_eq!(HostApi::MANDATORY, 32);
         assert_eq!(offset_of!(HostApi, log), 24);
         assert_eq!(FfiConfig::MANDATORY, 48);
+        // `max_value_len`, appended to ABI 2 after it shipped: optional, so no version bump.
+        assert_eq!(size_of::<FfiConfig>(), 56);
         assert_eq!(size_of::<LogRecord>(), 40);
         assert_eq!(size_of::<BackendInfo>(), 32);
         assert_eq!(size_of::<FfiDuration>(), 16);

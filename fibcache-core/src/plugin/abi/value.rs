@@ -3,7 +3,7 @@
 //! status, `Config` to struct) is written once and used by both sides.
 
 use std::marker::PhantomData;
-use std::mem::size_of;
+use std::mem::{offset_of, size_of};
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
@@ -248,11 +248,16 @@ pub(crate) struct FfiConfig {
     vars: *const FfiVar,
     /// How many variables `vars` points to.
     vars_len: usize,
+    /// [`Config::max_value_len`], 0 for no bound. Appended to ABI version 2: a host built
+    /// before it writes a struct that ends at `vars_len`, and a plugin reads that as 0.
+    max_value_len: usize,
 }
 
-// SAFETY: `#[repr(C)]`, begins with `size`, and every entry is mandatory.
+// SAFETY: `#[repr(C)]`, begins with `size`; the mandatory part ends after `vars_len`, the last
+// entry of ABI version 2 as it first shipped, and `max_value_len`, appended since, is valid as
+// 0 ("no bound").
 unsafe impl Extensible for FfiConfig {
-    const MANDATORY: usize = size_of::<FfiConfig>();
+    const MANDATORY: usize = offset_of!(FfiConfig, vars_len) + size_of::<usize>();
 }
 
 impl FfiConfig {
@@ -264,6 +269,9 @@ impl FfiConfig {
         let mut config = Config::default().with_op_timeout(self.op_timeout.into());
         if let Some(capacity) = NonZeroUsize::new(self.capacity) {
             config = config.with_capacity(capacity);
+        }
+        if let Some(max) = NonZeroUsize::new(self.max_value_len) {
+            config = config.with_max_value_len(max);
         }
         let vars: &[FfiVar] = if self.vars_len == 0 || self.vars.is_null() {
             &[]
@@ -306,6 +314,7 @@ impl<'a> ConfigView<'a> {
             op_timeout: config.op_timeout().into(),
             vars: vars.as_ptr(),
             vars_len: vars.len(),
+            max_value_len: config.max_value_len().map_or(0, NonZeroUsize::get),
         };
         ConfigView {
             ffi,
@@ -342,6 +351,7 @@ mod tests {
         let config = Config::default()
             .with_capacity(NonZeroUsize::new(77).unwrap())
             .with_op_timeout(Duration::from_millis(1500))
+            .with_max_value_len(NonZeroUsize::new(19).unwrap())
             .with_var("REDIS_URL", "redis://127.0.0.1:1")
             .with_var("EMPTY", "");
         let view = ConfigView::new(&config);
@@ -353,6 +363,46 @@ mod tests {
             Some("redis://127.0.0.1:1")
         );
         assert_eq!(back.explicit_vars().count(), 2);
+        assert_eq!(back.max_value_len(), NonZeroUsize::new(19));
+
+        let unbounded = Config::default();
+        let view = ConfigView::new(&unbounded);
+        // SAFETY: as above.
+        let back = unsafe { read_extensible(view.as_ffi()).unwrap().to_config() };
+        assert_eq!(back.max_value_len(), None);
+    }
+
+    /// An `FfiConfig` as a host built before `max_value_len` was appended writes it.
+    #[repr(C)]
+    struct BeforeMaxValueLen {
+        size: usize,
+        capacity: usize,
+        op_timeout: FfiDuration,
+        vars: *const FfiVar,
+        vars_len: usize,
+    }
+
+    #[test]
+    fn a_config_written_without_the_bound_reads_as_no_bound() {
+        let old = BeforeMaxValueLen {
+            size: size_of::<BeforeMaxValueLen>(),
+            capacity: 77,
+            op_timeout: Duration::from_millis(1500).into(),
+            vars: std::ptr::null(),
+            vars_len: 0,
+        };
+        assert_eq!(old.size, FfiConfig::MANDATORY);
+        assert!(old.size < size_of::<FfiConfig>());
+        // SAFETY: `old` holds the `size` bytes it claims, laid out as the start of an
+        // `FfiConfig`; `read_extensible` copies no more than them. It has no variables.
+        let back = unsafe {
+            read_extensible(std::ptr::from_ref(&old).cast::<FfiConfig>())
+                .unwrap()
+                .to_config()
+        };
+        assert_eq!(back.max_value_len(), None);
+        assert_eq!(back.capacity().get(), 77);
+        assert_eq!(back.op_timeout(), Duration::from_millis(1500));
     }
 
     #[test]
