@@ -326,7 +326,7 @@ mod tests {
                 "fibcache_request_duration_seconds_bucket{{route=\"/fib\",le=\"{le}\"}}"
             ))
         };
-        assert_eq!(bucket("0.00005"), "2", "10 µs and 50 µs are within 50 µs");
+        assert_eq!(bucket("5e-05"), "2", "10 µs and 50 µs are within 50 µs");
         assert_eq!(bucket("0.0001"), "3");
         assert_eq!(bucket("0.0032"), "4");
         assert_eq!(bucket("52.4288"), "4", "100 s is above the last bound");
