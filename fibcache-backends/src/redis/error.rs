@@ -59,7 +59,7 @@ pub(super) fn misconfiguration(config: &RedisConfig, err: &RedisError) -> Option
             format!("redis at {endpoint} requires a password; give it in {password}")
         }
         ErrorKind::Server(ServerErrorKind::NoPerm) => format!(
-            "redis at {endpoint} does not let this user run PING, GET and SET: {}",
+            "redis at {endpoint} does not let this user run PING, GET, GETRANGE, EXISTS and SET: {}",
             describe(err)
         ),
         // Nothing but the connection set-up answers a `PING` with a plain error: the `SELECT`
