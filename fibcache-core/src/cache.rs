@@ -10,6 +10,12 @@
 //! back to what they did without it. Adding one is therefore never a breaking change, for
 //! backends written against this crate nor for plugins: the plugin ABI's function table grows
 //! the same way, with optional entries a host reads only when the plugin provides them.
+//!
+//! The capabilities so far:
+//! - [`Expiry`] ([`Cache::expiry`]): how long an entry has left, so that a copy in a nearer
+//!   tier never outlives the original.
+//! - [`Claims`] ([`Cache::claims`]): atomic, expiring claims on keys in a store shared by
+//!   several servers, so that one of them computes a value the others wait for.
 
 use std::time::Duration;
 
@@ -69,6 +75,59 @@ pub trait Cache: Send + Sync + 'static {
     /// [`Unavailable`](crate::Error::Unavailable) or [`Backend`](crate::Error::Backend) when
     /// the store cannot be written.
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()>;
+
+    /// The [`Expiry`] capability, if this backend offers it. The default: not offered.
+    fn expiry(&self) -> Option<&dyn Expiry> {
+        None
+    }
+
+    /// The [`Claims`] capability, if this backend offers it. The default: not offered.
+    fn claims(&self) -> Option<&dyn Claims> {
+        None
+    }
+}
+
+/// Optional capability: how long an entry has left.
+///
+/// A cache in front of this store (a nearer tier) uses it to give its copy of a value the
+/// original's remaining lifetime, so that the copy never outlives it.
+#[async_trait]
+pub trait Expiry: Send + Sync {
+    /// The time the value under `key` has left; `None` when there is no value, or it has no
+    /// lifetime.
+    ///
+    /// # Errors
+    /// As [`Cache::get`].
+    async fn remaining(&self, key: &str) -> Result<Option<Duration>>;
+}
+
+/// Optional capability: atomic claims on keys, in a store shared by several servers.
+///
+/// Whoever holds the claim on a key computes its value; the others wait for the value to
+/// appear under the key itself. A claim has a lifetime and lapses by itself unless renewed, so
+/// a holder that dies frees it within that lifetime. A claim is held by a `token` that its
+/// holder chooses unique (a random string): only the holder can renew or release it.
+#[async_trait]
+pub trait Claims: Send + Sync {
+    /// Claims `key` for `ttl` under `token`, if nobody holds it. `Ok(true)`: claimed;
+    /// `Ok(false)`: someone else holds it.
+    ///
+    /// # Errors
+    /// As [`Cache::set`].
+    async fn claim(&self, key: &str, token: &str, ttl: Duration) -> Result<bool>;
+
+    /// Extends the claim on `key` to `ttl` from now, if `token` still holds it.
+    /// `Ok(false)`: it is not ours any more (it lapsed, and perhaps someone else claimed it).
+    ///
+    /// # Errors
+    /// As [`Cache::set`].
+    async fn renew(&self, key: &str, token: &str, ttl: Duration) -> Result<bool>;
+
+    /// Gives up the claim on `key`, if `token` holds it. `Ok(false)`: it was not ours.
+    ///
+    /// # Errors
+    /// As [`Cache::set`].
+    async fn release(&self, key: &str, token: &str) -> Result<bool>;
 }
 
 #[async_trait]
@@ -80,6 +139,14 @@ impl<C: Cache + ?Sized> Cache for std::sync::Arc<C> {
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
         (**self).set(key, value, ttl).await
     }
+
+    fn expiry(&self) -> Option<&dyn Expiry> {
+        (**self).expiry()
+    }
+
+    fn claims(&self) -> Option<&dyn Claims> {
+        (**self).claims()
+    }
 }
 
 #[async_trait]
@@ -90,5 +157,13 @@ impl<C: Cache + ?Sized> Cache for Box<C> {
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
         (**self).set(key, value, ttl).await
+    }
+
+    fn expiry(&self) -> Option<&dyn Expiry> {
+        (**self).expiry()
+    }
+
+    fn claims(&self) -> Option<&dyn Claims> {
+        (**self).claims()
     }
 }

@@ -77,7 +77,7 @@ pub mod plugin;
 pub mod registry;
 
 pub use async_trait::async_trait;
-pub use cache::Cache;
+pub use cache::{Cache, Claims, Expiry};
 pub use error::{BoxError, Error, Result};
 pub use registry::{Backend, Config, Origin, Registry};
 
