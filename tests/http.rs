@@ -21,7 +21,8 @@ async fn answers_match_the_exact_fibonacci_and_the_second_ask_is_a_hit() {
         assert_eq!(second.header("x-cache"), Some("hit"), "n = {n}");
         assert_eq!(json(&second)["result"], fib_fast(n).unwrap());
     }
-    assert_eq!(server.metric("fibcache_cache_hits_total").await, 5.0);
+    let hits = r#"fibcache_cache_hits_total{tier="memory"}"#;
+    assert_eq!(server.metric(hits).await, 5.0);
     assert_eq!(server.metric("fibcache_cache_misses_total").await, 5.0);
 }
 
@@ -69,7 +70,8 @@ async fn nop_never_hits() {
         assert_eq!(resp.header("x-cache"), Some("miss"));
         assert_eq!(json(&resp)["result"], 144);
     }
-    assert_eq!(server.metric("fibcache_cache_hits_total").await, 0.0);
+    let hits = r#"fibcache_cache_hits_total{tier="nop"}"#;
+    assert_eq!(server.metric(hits).await, 0.0);
     assert_eq!(
         server.metric("fibcache_computations_started_total").await,
         3.0
@@ -171,7 +173,8 @@ async fn metrics_expose_the_contract_series() {
     );
     for series in [
         r#"fibcache_requests_total{route="/fib",status="200"}"#,
-        "fibcache_cache_hits_total",
+        r#"fibcache_cache_hits_total{tier="memory"}"#,
+        r#"fibcache_cache_up{tier="memory"}"#,
         "fibcache_cache_misses_total",
         "fibcache_cache_errors_total",
         "fibcache_computations_started_total",
@@ -180,7 +183,6 @@ async fn metrics_expose_the_contract_series() {
         r#"fibcache_computations_finished_total{outcome="timeout"}"#,
         r#"fibcache_request_duration_seconds_count{route="/fib"}"#,
         r#"fibcache_request_duration_seconds_bucket{route="/fib",le="+Inf"}"#,
-        "fibcache_cache_up",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
         "process_open_fds",

@@ -32,7 +32,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tracing::Level;
 
 use crate::cache::GuardedCache;
-use crate::engine::{Answer, Engine};
+use crate::engine::{Answer, Engine, Tier};
 use crate::metrics::{self, Metrics, RouteName};
 
 /// The body type of every response.
@@ -60,6 +60,9 @@ pub struct Settings {
     /// Longest a cold request waits for a computation slot before it gets 503
     /// (`--queue-wait`).
     pub queue_wait: Duration,
+    /// Compute each cold `n` once across the instances sharing a store, when a tier offers
+    /// claims (`--cluster-coalescing`; see the `cluster` module).
+    pub cluster_coalescing: bool,
 }
 
 impl Default for Settings {
@@ -73,6 +76,7 @@ impl Default for Settings {
             max_computes: std::thread::available_parallelism().map_or(2, |n| n.get()),
             compute_timeout: Duration::from_secs(30),
             queue_wait: Duration::from_millis(100),
+            cluster_coalescing: true,
         }
     }
 }
@@ -103,17 +107,35 @@ impl App {
     ///
     /// Must be called inside a tokio runtime (computations are spawned on it).
     pub fn new(cache: Arc<dyn Cache>, backend: impl Into<String>, settings: Settings) -> Self {
-        let backend = backend.into();
+        App::tiered(vec![(backend.into(), cache)], settings)
+    }
+
+    /// An app answering from several caches as tiers, nearest first (`--cache memory+redis`):
+    /// a read tries them in order and copies a hit to the nearer ones, a write goes to all.
+    /// Each is named by its registered backend; `/healthz` shows the names joined by `+`.
+    ///
+    /// Must be called inside a tokio runtime (computations are spawned on it).
+    ///
+    /// # Panics
+    /// When `tiers` is empty.
+    pub fn tiered(tiers: Vec<(String, Arc<dyn Cache>)>, settings: Settings) -> Self {
+        assert!(!tiers.is_empty(), "an app needs at least one cache tier");
         let metrics = Arc::new(Metrics::new());
-        let guarded = GuardedCache::new(
-            cache,
-            backend.clone(),
-            settings.cache_timeout,
-            metrics.clone(),
-        );
+        let backend = tiers
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>()
+            .join("+");
+        let tiers = tiers
+            .into_iter()
+            .map(|(name, cache)| {
+                let guard = GuardedCache::new(cache, name, settings.cache_timeout, metrics.clone());
+                Tier::new(guard, &metrics)
+            })
+            .collect();
         App {
             inner: Arc::new(Inner {
-                engine: Engine::new(guarded, &settings, metrics.clone()),
+                engine: Engine::new(tiers, &settings, metrics.clone()),
                 draining: AtomicBool::new(false),
                 backend,
                 max_n: settings.max_n.min(fib::MAX_N),
@@ -254,7 +276,7 @@ impl App {
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
             return resp;
         }
-        let cache = if self.inner.metrics.cache_up.get() == 1 {
+        let cache = if self.inner.engine.cache_up() {
             "ok"
         } else {
             "degraded"

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use fibcache_core::fib::MAX_VALUE_LEN;
 use fibcache_core::{Cache, Error};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
@@ -66,6 +67,19 @@ pub(crate) struct GuardedCache {
     healthy: AtomicBool,
     warnings: Throttle,
     metrics: Arc<Metrics>,
+    /// This backend's `fibcache_cache_up` series: 1 while it answers, 0 while it is skipped.
+    up: Gauge,
+}
+
+/// What [`GuardedCache::lookup`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// A usable number.
+    Value(u64),
+    /// No value.
+    Absent,
+    /// The cache failed, was skipped, or held an unusable value.
+    Failed,
 }
 
 impl GuardedCache {
@@ -76,43 +90,34 @@ impl GuardedCache {
         timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let backend = backend.into();
+        let up = metrics.cache_up(&backend);
         GuardedCache {
             cache,
-            backend: backend.into(),
+            backend,
             timeout,
             skip_until: AtomicU64::new(0),
             epoch: Instant::now(),
             healthy: AtomicBool::new(true),
             warnings: Throttle::new(Duration::from_secs(1)),
             metrics,
+            up,
         }
     }
 
-    /// The number cached under `key` for `n`, or `None`: absent, unusable, or the cache failed
-    /// (the caller computes either way).
-    pub(crate) async fn read(&self, n: u64, key: &str) -> Option<u64> {
-        if self.skipping() {
-            self.metrics.cache_errors.inc();
-            return None;
-        }
+    /// What the cache holds under `key` for `n`: a usable number, nothing, or a failure (an
+    /// unusable value is a failure too). The caller computes unless it gets a number.
+    pub(crate) async fn lookup(&self, n: u64, key: &str) -> Lookup {
         // `(*self.cache)`: a call on the `dyn Cache` itself, not on the `Arc`'s forwarding impl,
         // which would box a second future around the first.
-        let raw = match bounded(self.timeout, (*self.cache).get(key)).await {
-            Ok(Ok(raw)) => {
-                self.answered();
-                raw?
-            }
-            Ok(Err(err)) => {
-                self.failed(&err, n, key, "cache read failed; computing");
-                return None;
-            }
-            Err(_elapsed) => {
-                self.timed_out(n, key, "cache read timed out; computing");
-                return None;
-            }
+        let Some(raw) = self.call(n, key, "cache read", (*self.cache).get(key)).await else {
+            return Lookup::Failed;
+        };
+        let Some(raw) = raw else {
+            return Lookup::Absent;
         };
         match parse(&raw) {
-            Ok(value) => Some(value),
+            Ok(value) => Lookup::Value(value),
             Err(why) => {
                 self.metrics.cache_errors.inc();
                 throttled!(
@@ -123,22 +128,85 @@ impl GuardedCache {
                     why,
                     "cached value refused; recomputing"
                 );
-                None
+                Lookup::Failed
             }
         }
     }
 
     /// Stores `value` under `key` for `ttl`; a failure is counted and logged, never returned.
     pub(crate) async fn write(&self, n: u64, key: &str, value: u64, ttl: Duration) {
+        let value = value.to_string();
+        let write = (*self.cache).set(key, &value, ttl);
+        self.call(n, key, "cache write", write).await;
+    }
+
+    /// How long the value under `key` has left, when the backend can tell
+    /// ([`Expiry`](fibcache_core::Expiry)).
+    pub(crate) async fn remaining(&self, n: u64, key: &str) -> Option<Duration> {
+        let expiry = self.cache.expiry()?;
+        self.call(n, key, "cache expiry", expiry.remaining(key))
+            .await
+            .flatten()
+    }
+
+    /// Whether the store answered the last time it was asked.
+    pub(crate) fn is_up(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// The backend's registered name.
+    pub(crate) fn name(&self) -> &str {
+        &self.backend
+    }
+
+    /// Whether the backend offers claims ([`Claims`](fibcache_core::Claims)).
+    pub(crate) fn offers_claims(&self) -> bool {
+        self.cache.claims().is_some()
+    }
+
+    /// [`Claims::claim`](fibcache_core::Claims::claim), guarded: `None` when the backend has no claims or failed.
+    pub(crate) async fn claim(&self, n: u64, key: &str, token: &str, ttl: Duration) -> Option<bool> {
+        let claims = self.cache.claims()?;
+        self.call(n, key, "claim", claims.claim(key, token, ttl)).await
+    }
+
+    /// [`Claims::renew`](fibcache_core::Claims::renew), guarded: `None` when the backend has no claims or failed.
+    pub(crate) async fn renew(&self, n: u64, key: &str, token: &str, ttl: Duration) -> Option<bool> {
+        let claims = self.cache.claims()?;
+        self.call(n, key, "claim renewal", claims.renew(key, token, ttl))
+            .await
+    }
+
+    /// [`Claims::release`](fibcache_core::Claims::release), guarded: `None` when the backend has no claims or failed.
+    pub(crate) async fn release(&self, n: u64, key: &str, token: &str) -> Option<bool> {
+        let claims = self.cache.claims()?;
+        self.call(n, key, "claim release", claims.release(key, token))
+            .await
+    }
+
+    /// Runs one cache operation under the guard: skipped while the window is open, bounded by
+    /// the time limit, and any failure counted, logged (throttled) and turned into `None`.
+    async fn call<T, F>(&self, n: u64, key: &str, what: &'static str, op: F) -> Option<T>
+    where
+        F: Future<Output = fibcache_core::Result<T>> + Unpin,
+    {
         if self.skipping() {
             self.metrics.cache_errors.inc();
-            return;
+            return None;
         }
-        let value = value.to_string();
-        match bounded(self.timeout, (*self.cache).set(key, &value, ttl)).await {
-            Ok(Ok(())) => self.answered(),
-            Ok(Err(err)) => self.failed(&err, n, key, "cache write failed"),
-            Err(_elapsed) => self.timed_out(n, key, "cache write timed out"),
+        match bounded(self.timeout, op).await {
+            Ok(Ok(value)) => {
+                self.answered();
+                Some(value)
+            }
+            Ok(Err(err)) => {
+                self.failed(&err, n, key, what);
+                None
+            }
+            Err(_elapsed) => {
+                self.timed_out(n, key, what);
+                None
+            }
         }
     }
 
@@ -156,7 +224,7 @@ impl GuardedCache {
         let until = self.now_ms() + SKIP_FOR.as_millis() as u64;
         self.skip_until.fetch_max(until, Ordering::Relaxed);
         if self.healthy.swap(false, Ordering::Relaxed) {
-            self.metrics.cache_up.set(0);
+            self.up.set(0);
             tracing::warn!(
                 backend = %self.backend,
                 cause,
@@ -168,28 +236,28 @@ impl GuardedCache {
 
     fn answered(&self) {
         if !self.healthy.load(Ordering::Relaxed) && !self.healthy.swap(true, Ordering::Relaxed) {
-            self.metrics.cache_up.set(1);
+            self.up.set(1);
             tracing::info!(backend = %self.backend, "cache answers again");
         }
     }
 
-    fn failed(&self, err: &Error, n: u64, key: &str, message: &str) {
+    fn failed(&self, err: &Error, n: u64, key: &str, what: &str) {
         self.metrics.cache_errors.inc();
         let cause = chain(err);
         if matches!(err, Error::Unavailable { .. }) {
             self.skip(&cause);
         }
-        throttled!(self.warnings, n, key, cause = %cause, "{message}");
+        throttled!(self.warnings, n, key, backend = %self.backend, cause = %cause, "{what} failed; computing");
     }
 
-    fn timed_out(&self, n: u64, key: &str, message: &str) {
+    fn timed_out(&self, n: u64, key: &str, what: &str) {
         self.metrics.cache_errors.inc();
         let cause = format!(
             "no answer within {}",
             humantime::format_duration(self.timeout)
         );
         self.skip(&cause);
-        throttled!(self.warnings, n, key, cause = %cause, "{message}");
+        throttled!(self.warnings, n, key, backend = %self.backend, cause = %cause, "{what} timed out; computing");
     }
 }
 
@@ -282,16 +350,16 @@ mod tests {
         let store = Arc::new(Down::default());
         let metrics = Arc::new(Metrics::new());
         let guard = GuardedCache::new(store.clone(), "down", SKIP_FOR, metrics.clone());
-        assert_eq!(guard.read(1, "fib:1").await, None);
+        assert_eq!(guard.lookup(1, "fib:1").await, Lookup::Failed);
         assert_eq!(store.0.load(Ordering::Relaxed), 1);
 
         tokio::time::advance(SKIP_FOR / 2).await;
-        assert_eq!(guard.read(1, "fib:1").await, None);
+        assert_eq!(guard.lookup(1, "fib:1").await, Lookup::Failed);
         guard.write(1, "fib:1", 1, SKIP_FOR).await;
         assert_eq!(store.0.load(Ordering::Relaxed), 1, "skipped in the window");
 
         tokio::time::advance(SKIP_FOR).await;
-        assert_eq!(guard.read(1, "fib:1").await, None);
+        assert_eq!(guard.lookup(1, "fib:1").await, Lookup::Failed);
         assert_eq!(store.0.load(Ordering::Relaxed), 2, "asked again after it");
         assert_eq!(
             metrics.cache_errors.get(),
@@ -320,8 +388,8 @@ mod tests {
     async fn a_failure_reply_skips_nothing() {
         let metrics = Arc::new(Metrics::new());
         let guard = GuardedCache::new(Arc::new(Picky), "picky", SKIP_FOR, metrics.clone());
-        assert_eq!(guard.read(3, "bad").await, None);
-        assert_eq!(guard.read(6, "good").await, Some(8));
+        assert_eq!(guard.lookup(3, "bad").await, Lookup::Failed);
+        assert_eq!(guard.lookup(6, "good").await, Lookup::Value(8));
         assert_eq!(metrics.cache_errors.get(), 1);
     }
 }

@@ -65,7 +65,8 @@ struct Args {
     #[arg(long, env = "FIB_PORT", default_value_t = 8080)]
     port: u16,
 
-    /// Cache backend, by name [default: memory if compiled in, else nop].
+    /// Cache backend, by name, or tiers nearest first joined by `+` (memory+redis)
+    /// [default: memory if compiled in, else nop].
     #[arg(long, env = "FIB_CACHE")]
     cache: Option<String>,
 
@@ -134,6 +135,11 @@ struct Args {
     #[arg(long = "plugin", env = "FIB_CACHE_PLUGIN", value_delimiter = ':')]
     plugins: Vec<PathBuf>,
 
+    /// Compute each cold n once across the instances sharing a store, where a cache tier
+    /// offers claims (Redis).
+    #[arg(long, env = "FIB_CLUSTER_COALESCING", value_enum, default_value_t = Switch::On)]
+    cluster_coalescing: Switch,
+
     /// Print the available backends, one a line (name, origin, summary), and exit.
     #[arg(long)]
     list_backends: bool,
@@ -141,6 +147,13 @@ struct Args {
     /// Print a completion script for this shell and exit.
     #[arg(long, value_enum, value_name = "SHELL")]
     completions: Option<Shell>,
+}
+
+/// A setting that is on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 /// The shells `--completions` writes a script for.
@@ -316,7 +329,7 @@ async fn serve(args: Args, about: About) -> anyhow::Result<()> {
         .with_capacity(args.cache_capacity)
         .with_op_timeout(args.cache_timeout)
         .with_max_value_len(const { NonZeroUsize::new(fib::MAX_VALUE_LEN).unwrap() });
-    let cache: Arc<dyn Cache> = registry.create(&name, &config).await.map_err(startup)?;
+    let tiers = tiers(&registry, &name, &config).await?;
     let addr = resolve(&args.host, args.port)?;
     let listener = bind(addr).map_err(|e| startup(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
@@ -332,8 +345,9 @@ async fn serve(args: Args, about: About) -> anyhow::Result<()> {
         max_computes,
         compute_timeout: args.compute_timeout,
         queue_wait: args.queue_wait,
+        cluster_coalescing: args.cluster_coalescing == Switch::On,
     };
-    let app = App::new(cache, name.clone(), settings);
+    let app = App::tiered(tiers, settings);
     let limits = ConnLimits {
         header_timeout: args.header_timeout,
         max_connections: args.max_connections.get(),
@@ -356,6 +370,38 @@ async fn serve(args: Args, about: About) -> anyhow::Result<()> {
     run(listener, app, limits, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The backends `spec` names (`memory`, or tiers nearest first: `memory+redis`), created from
+/// `config`, each checked as a single name is: unknown, not compiled in, or named twice is a
+/// start-up error.
+async fn tiers(
+    registry: &Registry,
+    spec: &str,
+    config: &Config,
+) -> anyhow::Result<Vec<(String, Arc<dyn Cache>)>> {
+    let names: Vec<&str> = spec.split('+').map(str::trim).collect();
+    let mut tiers: Vec<(String, Arc<dyn Cache>)> = Vec::with_capacity(names.len());
+    for (at, name) in names.iter().enumerate() {
+        if name.is_empty() {
+            return Err(startup(format!(
+                "--cache {spec:?} has an empty tier; name backends joined by `+`, nearest \
+                 first (e.g. memory+redis)"
+            )));
+        }
+        if names[..at].contains(name) {
+            return Err(startup(format!(
+                "backend `{name}` is listed twice in --cache {spec:?}; name each tier once"
+            )));
+        }
+        // Every name is checked before any backend is created.
+        registry.get(name).map_err(startup)?;
+    }
+    for name in names {
+        let cache = registry.create(name, config).await.map_err(startup)?;
+        tiers.push((name.to_owned(), cache));
+    }
+    Ok(tiers)
 }
 
 fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {

@@ -197,8 +197,9 @@ pub(crate) async fn serve(
     }
 }
 
-/// Stops the watchdog when the connection is done, however it ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Aborts a task when dropped: the connection's watchdog when the connection is done, a
+/// claim's renewal when its computation is, however either ends.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

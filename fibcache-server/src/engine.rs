@@ -1,9 +1,15 @@
 //! The request path of `GET /fib/{n}`: one type, [`Engine`], owns the cache, the single-flight
 //! and the limits, and [`Engine::fib`] is the one call a handler makes.
 //!
-//! Read top to bottom, a request goes: [`Engine::fib`] reads the cache; on a miss it joins the
-//! flight for `n` or starts one; the flight (`Engine::fly`) gets a slot on the bounded pool
-//! and computes there, writes the cache, then hands the value to every waiter.
+//! Read top to bottom, a request goes: [`Engine::fib`] reads the cache, tier by tier; on a miss
+//! it joins the flight for `n` or starts one; the flight (`Engine::fly`) gets a slot on the
+//! bounded pool and computes there, writes the cache, then hands the value to every waiter.
+//! With cluster-wide coalescing (module `cluster`), the flight first claims `n` in the shared
+//! store, and computes only if it won the claim; otherwise it waits for the winner's value.
+//!
+//! The cache is one or more **tiers**, nearest first (`--cache memory+redis`): a read tries
+//! them in order, a hit in a farther tier is copied to the nearer ones, and a write goes to
+//! every tier. Each tier has its own guard, so a tier that fails is skipped on its own.
 //!
 //! The article's server starts one computation per request, keeps it running after the client
 //! left, and runs any number at once. Here:
@@ -33,8 +39,10 @@ use fibcache_core::fib::fib_slow;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::GuardedCache;
-use crate::metrics::{Finished, Metrics};
+use prometheus_client::metrics::counter::Counter;
+
+use crate::cache::{GuardedCache, Lookup};
+use crate::metrics::{Claimed, Finished, Metrics};
 use crate::Settings;
 
 /// What [`Engine::fib`] answers.
@@ -54,7 +62,7 @@ pub enum Answer {
 
 /// How a flight ended, as its waiters see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+pub(crate) enum Outcome {
     Value(u64),
     Overloaded,
     TimedOut,
@@ -85,26 +93,54 @@ struct Slot {
     waiters: usize,
 }
 
-struct Inner {
-    cache: GuardedCache,
+/// One tier of the cache: a backend under its own guard, and its hit counter.
+pub(crate) struct Tier {
+    guard: GuardedCache,
+    hits: Counter,
+}
+
+impl Tier {
+    /// `guard` as a tier, counting its hits into `metrics` under its backend's name.
+    pub(crate) fn new(guard: GuardedCache, metrics: &Metrics) -> Self {
+        let hits = metrics.hits(guard.name());
+        Tier { guard, hits }
+    }
+
+    pub(crate) fn guard(&self) -> &GuardedCache {
+        &self.guard
+    }
+}
+
+pub(crate) struct Inner {
+    /// Nearest first; never empty.
+    pub(crate) tiers: Vec<Tier>,
+    /// The tier whose claims coalesce computations across instances: the farthest that offers
+    /// claims, when cluster-wide coalescing is on.
+    pub(crate) claims_at: Option<usize>,
+    /// Whether cluster-wide coalescing was asked for (`--cluster-coalescing on`).
+    coalescing: bool,
     /// The cache key of every `n` in `0..=max_n`, built once rather than per request.
     keys: Vec<String>,
+    /// The key of the claim on every `n`: `<prefix>claim:<n>`.
+    pub(crate) claim_keys: Vec<String>,
+    /// Makes this engine's claim tokens unlike any other instance's.
+    pub(crate) token_seed: u64,
     ttl: Duration,
     flights: Mutex<HashMap<u64, Slot>>,
     /// One permit per computation that may run at once (`--max-computes`).
     permits: Arc<Semaphore>,
     queue_wait: Duration,
-    compute_timeout: Duration,
+    pub(crate) compute_timeout: Duration,
     /// The parent of every flight's token: cancelling it stops everything (shutdown).
     stop_all: CancellationToken,
     next_id: AtomicU64,
-    metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// Computes Fibonacci numbers through a cache; cheap to clone (clones share everything).
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -117,15 +153,28 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// An engine answering from `cache` under `settings`, counting into `metrics`.
-    pub(crate) fn new(cache: GuardedCache, settings: &Settings, metrics: Arc<Metrics>) -> Self {
+    /// An engine answering from `tiers` (nearest first, at least one) under `settings`,
+    /// counting into `metrics`.
+    pub(crate) fn new(tiers: Vec<Tier>, settings: &Settings, metrics: Arc<Metrics>) -> Self {
+        assert!(!tiers.is_empty(), "an engine needs at least one cache tier");
         let keys = (0..=settings.max_n)
             .map(|n| format!("{}{n}", settings.prefix))
             .collect();
+        let claim_keys = (0..=settings.max_n)
+            .map(|n| format!("{}claim:{n}", settings.prefix))
+            .collect();
+        let claims_at = settings
+            .cluster_coalescing
+            .then(|| tiers.iter().rposition(|tier| tier.guard.offers_claims()))
+            .flatten();
         Engine {
             inner: Arc::new(Inner {
-                cache,
+                tiers,
+                claims_at,
+                coalescing: settings.cluster_coalescing,
                 keys,
+                claim_keys,
+                token_seed: crate::cluster::seed(),
                 ttl: settings.ttl,
                 flights: Mutex::new(HashMap::new()),
                 permits: Arc::new(Semaphore::new(settings.max_computes.max(1))),
@@ -145,8 +194,7 @@ impl Engine {
     /// Dropping the returned future leaves the flight; the last request to leave cancels it.
     pub async fn fib(&self, n: u64) -> Answer {
         let metrics = &self.inner.metrics;
-        if let Some(value) = self.inner.cache.read(n, self.key(n)).await {
-            metrics.cache_hits.inc();
+        if let Some(value) = self.read(n).await {
             return Answer::Hit(value);
         }
         // Boxed: the wait for a flight is the cold path, and keeping its state out of this
@@ -167,8 +215,50 @@ impl Engine {
         self.inner.stop_all.cancel();
     }
 
-    fn key(&self, n: u64) -> &str {
+    /// Whether every tier answers (what `/readyz` calls the cache being `ok`).
+    pub(crate) fn cache_up(&self) -> bool {
+        self.inner.tiers.iter().all(|tier| tier.guard.is_up())
+    }
+
+    pub(crate) fn key(&self, n: u64) -> &str {
         &self.inner.keys[n as usize]
+    }
+
+    /// The number under `n`'s key in the nearest tier that has it; a hit in a farther tier is
+    /// copied to the nearer ones first.
+    async fn read(&self, n: u64) -> Option<u64> {
+        let key = self.key(n);
+        for (at, tier) in self.inner.tiers.iter().enumerate() {
+            if let Lookup::Value(value) = tier.guard.lookup(n, key).await {
+                tier.hits.inc();
+                if at > 0 {
+                    self.copy_nearer(n, value, at).await;
+                }
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    /// Writes `value`, found in tier `found`, to the tiers nearer than it, for the lifetime it
+    /// has left there when that tier can tell (never longer than `--cache-ttl`).
+    pub(crate) async fn copy_nearer(&self, n: u64, value: u64, found: usize) {
+        let key = self.key(n);
+        let ttl = match self.inner.tiers[found].guard.remaining(n, key).await {
+            Some(left) => left.min(self.inner.ttl),
+            None => self.inner.ttl,
+        };
+        for tier in &self.inner.tiers[..found] {
+            tier.guard.write(n, key, value, ttl).await;
+        }
+    }
+
+    /// Writes `value` under `n`'s key to every tier, for `--cache-ttl`.
+    pub(crate) async fn write(&self, n: u64, value: u64) {
+        let key = self.key(n);
+        for tier in &self.inner.tiers {
+            tier.guard.write(n, key, value, self.inner.ttl).await;
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Slot>> {
@@ -219,13 +309,15 @@ impl Engine {
         cancel: CancellationToken,
         publish: watch::Sender<Option<Outcome>>,
     ) {
-        let outcome = self.compute(n, &cancel).await;
-        if let Outcome::Value(value) = outcome {
-            self.inner
-                .cache
-                .write(n, self.key(n), value, self.inner.ttl)
-                .await;
-        }
+        let outcome = match self.inner.claims_at {
+            Some(at) => self.settle_across_instances(n, id, &cancel, at).await,
+            None => {
+                if self.inner.coalescing {
+                    self.inner.metrics.claimed(Claimed::Unsupported);
+                }
+                self.compute_and_write(n, &cancel).await
+            }
+        };
         let mut flights = self.lock();
         if flights.get(&n).is_some_and(|slot| slot.id == id) {
             flights.remove(&n);
@@ -235,10 +327,19 @@ impl Engine {
         let _ = publish.send(Some(outcome));
     }
 
+    /// Computes `n` here and writes the value to every tier.
+    pub(crate) async fn compute_and_write(&self, n: u64, cancel: &CancellationToken) -> Outcome {
+        let outcome = self.compute(n, cancel).await;
+        if let Outcome::Value(value) = outcome {
+            self.write(n, value).await;
+        }
+        outcome
+    }
+
     /// Waits for a computation slot (at most `queue_wait`), then computes on a blocking thread
     /// (at most `compute_timeout`). A flight cancelled before it got its slot (every waiter
     /// left, or shutdown) never starts computing.
-    async fn compute(&self, n: u64, cancel: &CancellationToken) -> Outcome {
+    pub(crate) async fn compute(&self, n: u64, cancel: &CancellationToken) -> Outcome {
         let inner = &self.inner;
         let metrics = &inner.metrics;
         let acquire = inner.permits.clone().acquire_owned();

@@ -73,6 +73,7 @@ use fibcache_backends as _;
 pub mod app;
 mod cache;
 pub mod cli;
+mod cluster;
 mod connection;
 pub mod engine;
 mod logging;

@@ -55,7 +55,8 @@ async fn two_servers_share_one_redis() {
         "hit",
         "computed on the first, found by the second"
     );
-    assert_eq!(second.metric("fibcache_cache_hits_total").await, 1.0);
+    let hits = r#"fibcache_cache_hits_total{tier="redis"}"#;
+    assert_eq!(second.metric(hits).await, 1.0);
     assert_eq!(
         second.metric("fibcache_computations_started_total").await,
         0.0

@@ -77,6 +77,48 @@ struct RouteLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TierLabel {
+    tier: String,
+}
+
+/// How a flight went about a claim on its key, as the `outcome` label of
+/// `fibcache_claims_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claimed {
+    /// This instance claimed the key and computed.
+    Won,
+    /// Another instance held the claim; this one got the value from the store.
+    Waited,
+    /// Another instance held the claim, which lapsed or was given up without a value; this
+    /// one claimed it and computed.
+    TookOver,
+    /// No tier offers claims: this instance computed, as without cluster coalescing.
+    Unsupported,
+    /// The store failed while claiming or waiting: this instance computed.
+    Error,
+}
+
+impl Claimed {
+    const ALL: [Claimed; 5] = [
+        Claimed::Won,
+        Claimed::Waited,
+        Claimed::TookOver,
+        Claimed::Unsupported,
+        Claimed::Error,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Claimed::Won => "won",
+            Claimed::Waited => "waited",
+            Claimed::TookOver => "took_over",
+            Claimed::Unsupported => "unsupported",
+            Claimed::Error => "error",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
     features: String,
@@ -107,8 +149,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     /// `requests` for every route and usual status, so that counting needs no lookup.
     by_route_status: [[Counter; STATUSES.len()]; RouteName::ALL.len()],
-    /// Requests answered from the cache.
-    pub(crate) cache_hits: Counter,
+    /// Requests answered from the cache, by the tier that answered.
+    hits: Family<TierLabel, Counter>,
     /// Requests the cache could not answer (not found, expired, or unusable value).
     pub(crate) cache_misses: Counter,
     /// Cache operations that failed or timed out, and values that did not parse.
@@ -124,8 +166,10 @@ pub struct Metrics {
     pub(crate) connections_open: Gauge,
     /// Connections refused with 503 because `--max-connections` were open.
     pub(crate) connections_refused: Counter,
-    /// 1 while the cache answers, 0 while the server skips it (it stopped answering).
-    pub(crate) cache_up: Gauge,
+    /// 1 while a tier answers, 0 while the server skips it (it stopped answering).
+    up: Family<TierLabel, Gauge>,
+    /// Claims on keys for cluster-wide coalescing, by outcome.
+    claims: [Counter; Claimed::ALL.len()],
     by_route_duration: [LatencyHistogram; RouteName::ALL.len()],
 }
 
@@ -148,11 +192,11 @@ impl Metrics {
             "HTTP requests answered, by route and status code",
             requests.clone(),
         );
-        let cache_hits = Counter::default();
+        let hits = Family::<TierLabel, Counter>::default();
         registry.register(
             "fibcache_cache_hits",
-            "Requests answered from the cache",
-            cache_hits.clone(),
+            "Requests answered from the cache, by the tier that answered",
+            hits.clone(),
         );
         let cache_misses = Counter::default();
         registry.register(
@@ -220,12 +264,24 @@ impl Metrics {
             "Time from request head to response, in seconds, by route",
             durations,
         );
-        let cache_up = Gauge::default();
-        cache_up.set(1);
+        let up = Family::<TierLabel, Gauge>::default();
         registry.register(
             "fibcache_cache_up",
-            "1 while the cache answers, 0 while the server skips it because it stopped answering",
-            cache_up.clone(),
+            "1 while a cache tier answers, 0 while the server skips it because it stopped answering",
+            up.clone(),
+        );
+        let claimed = Family::<OutcomeLabel, Counter>::default();
+        let claims = Claimed::ALL.map(|how| {
+            claimed
+                .get_or_create(&OutcomeLabel {
+                    outcome: how.label(),
+                })
+                .clone()
+        });
+        registry.register(
+            "fibcache_claims",
+            "Claims on cold keys for coalescing across instances, by outcome",
+            claimed,
         );
         let build = Family::<BuildLabels, Gauge>::default();
         build
@@ -244,7 +300,7 @@ impl Metrics {
             registry,
             requests,
             by_route_status,
-            cache_hits,
+            hits,
             cache_misses,
             cache_errors,
             computations_started,
@@ -253,7 +309,8 @@ impl Metrics {
             overloaded,
             connections_open,
             connections_refused,
-            cache_up,
+            up,
+            claims,
             by_route_duration,
         }
     }
@@ -272,6 +329,29 @@ impl Metrics {
             }
         };
         self.by_route_duration[at].observe(elapsed);
+    }
+
+    /// The hit counter of the tier `tier` (a backend's name).
+    pub(crate) fn hits(&self, tier: &str) -> Counter {
+        let label = TierLabel {
+            tier: tier.to_owned(),
+        };
+        self.hits.get_or_create(&label).clone()
+    }
+
+    /// The `fibcache_cache_up` gauge of the tier `tier`, at 1.
+    pub(crate) fn cache_up(&self, tier: &str) -> Gauge {
+        let label = TierLabel {
+            tier: tier.to_owned(),
+        };
+        let up = self.up.get_or_create(&label).clone();
+        up.set(1);
+        up
+    }
+
+    /// Counts one flight's claim outcome.
+    pub(crate) fn claimed(&self, how: Claimed) {
+        self.claims[how as usize].inc();
     }
 
     /// Counts one finished computation.
