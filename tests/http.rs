@@ -161,6 +161,53 @@ async fn healthz_names_the_backend() {
 
 #[cfg(feature = "memory")]
 #[tokio::test]
+async fn tiers_answer_nearest_first_and_count_hits_by_tier() {
+    let server = Server::start(&["--cache", "nop+memory"]);
+    let health = json(&get(server.addr, "/healthz").await);
+    assert_eq!(health["backend"], "nop+memory", "{health}");
+    for expected in ["miss", "hit", "hit"] {
+        let resp = get(server.addr, "/fib/12").await;
+        assert_eq!(json(&resp)["result"], 144);
+        assert_eq!(resp.header("x-cache"), Some(expected));
+    }
+    assert_eq!(
+        server
+            .metric(r#"fibcache_cache_hits_total{tier="nop"}"#)
+            .await,
+        0.0
+    );
+    assert_eq!(
+        server
+            .metric(r#"fibcache_cache_hits_total{tier="memory"}"#)
+            .await,
+        2.0
+    );
+    assert_eq!(server.metric(r#"fibcache_cache_up{tier="nop"}"#).await, 1.0);
+}
+
+#[tokio::test]
+async fn without_a_tier_that_offers_claims_each_flight_counts_as_unsupported() {
+    let unsupported = r#"fibcache_claims_total{outcome="unsupported"}"#;
+    let server = Server::start(&[]);
+    get(server.addr, "/fib/11").await;
+    get(server.addr, "/fib/13").await;
+    assert_eq!(server.metric(unsupported).await, 2.0);
+    assert_eq!(
+        server.metric("fibcache_computations_started_total").await,
+        2.0
+    );
+
+    let off = Server::start(&["--cluster-coalescing", "off"]);
+    get(off.addr, "/fib/11").await;
+    assert_eq!(
+        off.metric(unsupported).await,
+        0.0,
+        "nothing is counted when off"
+    );
+}
+
+#[cfg(feature = "memory")]
+#[tokio::test]
 async fn metrics_expose_the_contract_series() {
     let server = Server::start(&[]);
     get(server.addr, "/fib/10").await;

@@ -1,7 +1,9 @@
 //! The `redis` backend against a real `redis-server` that each test starts on a free loopback
 //! port of its own (and may stop and restart): the `Cache` contract, start-up errors, outages;
 //! then the `fibcache` binary itself sharing, losing and regaining a Redis (`redis/server.rs`);
-//! and values longer than any valid one, planted in Redis (`redis/oversize.rs`).
+//! values longer than any valid one, planted in Redis (`redis/oversize.rs`); a memory
+//! tier in front of Redis (`redis/tiers.rs`); and instances that compute a cold `n` once between
+//! them (`redis/fleet.rs`).
 //!
 //! Run with `cargo test --features redis --test redis`; `redis-server` must be installed
 //! (Debian: `apt-get install redis-server`). A missing one fails the tests, it never skips them.
@@ -9,10 +11,14 @@
 
 mod support;
 
+#[path = "redis/fleet.rs"]
+mod fleet;
 #[path = "redis/oversize.rs"]
 mod oversize;
 #[path = "redis/server.rs"]
 mod server;
+#[path = "redis/tiers.rs"]
+mod tiers;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -68,6 +68,37 @@ fn an_unknown_backend_is_exit_2_with_the_available_ones() {
     );
 }
 
+/// The one line of a start-up that must fail with exit status 2.
+fn exit_2_line(cache: &str) -> String {
+    let out = Spawn::new().env("FIB_CACHE", cache).run_to_exit();
+    assert_eq!(out.code(), Some(2), "FIB_CACHE={cache:?}: {}", out.stderr);
+    let line = out.stderr.trim().to_owned();
+    assert_eq!(line.lines().count(), 1, "one line: {line:?}");
+    line
+}
+
+#[test]
+fn a_tier_list_with_a_bad_name_anywhere_is_exit_2() {
+    let line = exit_2_line("nop+memcached");
+    assert!(line.contains("unknown backend `memcached`"), "{line}");
+    let line = exit_2_line("memcached+nop");
+    assert!(line.contains("unknown backend `memcached`"), "{line}");
+    if !cfg!(feature = "redis") {
+        let line = exit_2_line("nop+redis");
+        assert!(line.contains("rebuild with `--features redis`"), "{line}");
+    }
+}
+
+#[test]
+fn a_tier_list_naming_a_backend_twice_or_an_empty_tier_is_exit_2() {
+    let line = exit_2_line("nop+nop");
+    assert!(line.contains("backend `nop` is listed twice"), "{line}");
+    for spec in ["nop+", "+nop", "nop++nop"] {
+        let line = exit_2_line(spec);
+        assert!(line.contains("has an empty tier"), "{spec:?}: {line}");
+    }
+}
+
 #[cfg(not(feature = "redis"))]
 #[test]
 fn a_known_backend_that_is_not_compiled_in_names_its_feature() {

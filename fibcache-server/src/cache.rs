@@ -110,7 +110,10 @@ impl GuardedCache {
     pub(crate) async fn lookup(&self, n: u64, key: &str) -> Lookup {
         // `(*self.cache)`: a call on the `dyn Cache` itself, not on the `Arc`'s forwarding impl,
         // which would box a second future around the first.
-        let Some(raw) = self.call(n, key, "cache read", (*self.cache).get(key)).await else {
+        let Some(raw) = self
+            .call(n, key, "cache read", (*self.cache).get(key))
+            .await
+        else {
             return Lookup::Failed;
         };
         let Some(raw) = raw else {
@@ -165,13 +168,26 @@ impl GuardedCache {
     }
 
     /// [`Claims::claim`](fibcache_core::Claims::claim), guarded: `None` when the backend has no claims or failed.
-    pub(crate) async fn claim(&self, n: u64, key: &str, token: &str, ttl: Duration) -> Option<bool> {
+    pub(crate) async fn claim(
+        &self,
+        n: u64,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Option<bool> {
         let claims = self.cache.claims()?;
-        self.call(n, key, "claim", claims.claim(key, token, ttl)).await
+        self.call(n, key, "claim", claims.claim(key, token, ttl))
+            .await
     }
 
     /// [`Claims::renew`](fibcache_core::Claims::renew), guarded: `None` when the backend has no claims or failed.
-    pub(crate) async fn renew(&self, n: u64, key: &str, token: &str, ttl: Duration) -> Option<bool> {
+    pub(crate) async fn renew(
+        &self,
+        n: u64,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Option<bool> {
         let claims = self.cache.claims()?;
         self.call(n, key, "claim renewal", claims.renew(key, token, ttl))
             .await

@@ -90,13 +90,12 @@ impl Engine {
                     return self.compute_and_write(n, cancel).await;
                 }
                 Some(true) => {
-                    if waited {
-                        // The winner may have written its value and released the claim
-                        // between our last look and this claim.
-                        if let Lookup::Value(value) = shared.lookup(n, self.key(n)).await {
-                            shared.release(n, claim_key, &token).await;
-                            return self.computed_elsewhere(n, value, at).await;
-                        }
+                    // Another instance may have written the value and released its claim
+                    // since this one last looked: one more look costs a round trip, a
+                    // computation costs far more.
+                    if let Lookup::Value(value) = shared.lookup(n, self.key(n)).await {
+                        shared.release(n, claim_key, &token).await;
+                        return self.computed_elsewhere(n, value, at).await;
                     }
                     let how = if waited {
                         Claimed::TookOver
@@ -104,12 +103,8 @@ impl Engine {
                         Claimed::Won
                     };
                     inner.metrics.claimed(how);
-                    let renewing = AbortOnDrop(tokio::spawn(renew(
-                        self.clone(),
-                        n,
-                        at,
-                        token.clone(),
-                    )));
+                    let renewing =
+                        AbortOnDrop(tokio::spawn(renew(self.clone(), n, at, token.clone())));
                     let outcome = self.compute_and_write(n, cancel).await;
                     drop(renewing);
                     shared.release(n, claim_key, &token).await;

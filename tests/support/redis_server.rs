@@ -58,6 +58,17 @@ impl RedisServer {
         }
     }
 
+    /// Pauses (`SIGSTOP`) or resumes (`SIGCONT`) the server, by PID: a paused Redis accepts
+    /// connections and answers nothing, the hardest outage for a client to notice.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("redis-server is running").id();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
     /// Starts the server again on the same port (empty: nothing is persisted).
     pub fn restart(&mut self) {
         self.stop();

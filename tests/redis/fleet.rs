@@ -1,0 +1,202 @@
+//! Cluster-wide coalescing: instances sharing one Redis compute each cold `n` once between
+//! them, through a claim in Redis; a dead winner is taken over, a paused Redis makes each
+//! instance compute for itself, and every answer is right whatever happens.
+
+use std::time::Duration;
+
+use fibcache_core::fib::fib_fast;
+
+use crate::eventually;
+use crate::server::server_on;
+use crate::support::redis_server::RedisServer;
+use crate::support::{self, get, json};
+
+/// Slow enough (about a second here) that every request of a test arrives while it computes.
+const SLOW_N: u64 = 42;
+
+/// `GET /fib/{n}` on `server` from a task of its own; the task yields the response.
+fn ask(server: &support::Server, n: u64) -> tokio::task::JoinHandle<support::Response> {
+    let addr = server.addr;
+    tokio::spawn(async move { get(addr, &format!("/fib/{n}")).await })
+}
+
+/// Asserts that every one of `asks` is answered 200 with the right `n`-th number.
+async fn all_right(asks: Vec<tokio::task::JoinHandle<support::Response>>, n: u64) {
+    let expected = fib_fast(n).unwrap();
+    for ask in asks {
+        let resp = ask.await.unwrap();
+        assert_eq!(resp.status, 200, "GET /fib/{n}: {}", resp.body);
+        assert_eq!(json(&resp)["result"], expected, "GET /fib/{n}");
+    }
+}
+
+/// The sum of one sample over `servers`.
+async fn total(servers: &[&support::Server], sample: &str) -> f64 {
+    let mut sum = 0.0;
+    for server in servers {
+        sum += server.metric(sample).await;
+    }
+    sum
+}
+
+fn claims(outcome: &str) -> String {
+    format!(r#"fibcache_claims_total{{outcome="{outcome}"}}"#)
+}
+
+const STARTED: &str = "fibcache_computations_started_total";
+const RUNNING: &str = "fibcache_computations_running";
+
+/// Waits until `server` is computing.
+async fn computing(server: &support::Server) {
+    eventually("the first instance computes", 300, || async {
+        server.metric(RUNNING).await == 1.0
+    })
+    .await;
+}
+
+/// Waits until each of `servers` has a request waiting for `n` (counted as a miss).
+async fn waiting(servers: &[&support::Server]) {
+    for server in servers {
+        eventually("a request waits", 300, || async {
+            server.metric("fibcache_cache_misses_total").await >= 1.0
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn four_instances_compute_a_cold_n_once_for_64_concurrent_requests() {
+    let redis = RedisServer::start();
+    let fleet: Vec<support::Server> = (0..4).map(|_| server_on(&redis.url(), &[])).collect();
+    let n = 40;
+    let asks: Vec<_> = (0..16)
+        .flat_map(|_| fleet.iter().map(|server| ask(server, n)))
+        .collect();
+    all_right(asks, n).await;
+
+    let fleet: Vec<&support::Server> = fleet.iter().collect();
+    assert_eq!(total(&fleet, STARTED).await, 1.0, "one computation in all");
+    assert_eq!(total(&fleet, &claims("won")).await, 1.0);
+    assert_eq!(total(&fleet, &claims("took_over")).await, 0.0);
+    assert_eq!(total(&fleet, &claims("error")).await, 0.0);
+    assert_eq!(total(&fleet, &claims("unsupported")).await, 0.0);
+    assert_eq!(redis.command(&["EXISTS", "fib:claim:40"]), ":0", "released");
+}
+
+#[tokio::test]
+async fn without_cluster_coalescing_each_instance_computes() {
+    let redis = RedisServer::start();
+    let fleet: Vec<support::Server> = (0..3)
+        .map(|_| server_on(&redis.url(), &["--cluster-coalescing", "off"]))
+        .collect();
+    let n = 40;
+    let asks: Vec<_> = (0..4)
+        .flat_map(|_| fleet.iter().map(|server| ask(server, n)))
+        .collect();
+    all_right(asks, n).await;
+
+    let fleet: Vec<&support::Server> = fleet.iter().collect();
+    assert_eq!(
+        total(&fleet, STARTED).await,
+        3.0,
+        "one computation per instance"
+    );
+    for outcome in ["won", "waited", "took_over", "unsupported", "error"] {
+        assert_eq!(total(&fleet, &claims(outcome)).await, 0.0, "{outcome}");
+    }
+}
+
+#[tokio::test]
+async fn when_the_winner_is_killed_another_instance_takes_over() {
+    let redis = RedisServer::start();
+    let mut winner = server_on(&redis.url(), &[]);
+    let (b, c) = (
+        server_on(&redis.url(), &["--cache", "memory+redis"]),
+        server_on(&redis.url(), &[]),
+    );
+    let doomed = ask(&winner, SLOW_N);
+    computing(&winner).await;
+    let asks: Vec<_> = (0..8)
+        .flat_map(|_| [ask(&b, SLOW_N), ask(&c, SLOW_N)])
+        .collect();
+    waiting(&[&b, &c]).await;
+
+    assert!(winner
+        .signal_and_wait("KILL", Duration::from_secs(10))
+        .is_some());
+    assert!(
+        doomed.await.is_err(),
+        "the killed instance's client got no answer"
+    );
+    all_right(asks, SLOW_N).await;
+
+    assert_eq!(total(&[&b, &c], STARTED).await, 1.0);
+    assert_eq!(total(&[&b, &c], &claims("took_over")).await, 1.0);
+    assert_eq!(total(&[&b, &c], &claims("waited")).await, 1.0);
+    assert_eq!(total(&[&b, &c], &claims("error")).await, 0.0);
+}
+
+#[tokio::test]
+async fn a_paused_redis_during_a_claim_never_costs_an_answer() {
+    let redis = RedisServer::start();
+    let quick = ["--cache-timeout", "300ms"];
+    let (a, b) = (
+        server_on(&redis.url(), &quick),
+        server_on(&redis.url(), &quick),
+    );
+    let first = ask(&a, SLOW_N);
+    computing(&a).await;
+    assert_eq!(
+        redis.command(&["EXISTS", &format!("fib:claim:{SLOW_N}")]),
+        ":1"
+    );
+
+    redis.signal("STOP");
+    let asks: Vec<_> = (0..4)
+        .flat_map(|_| [ask(&a, SLOW_N), ask(&b, SLOW_N)])
+        .collect();
+    let other = ask(&b, SLOW_N - 1);
+    all_right(asks, SLOW_N).await;
+    all_right(vec![first], SLOW_N).await;
+    all_right(vec![other], SLOW_N - 1).await;
+    redis.signal("CONT");
+
+    assert_eq!(a.metric(&claims("won")).await, 1.0);
+    assert_eq!(
+        b.metric(&claims("error")).await,
+        2.0,
+        "b computed both numbers for itself"
+    );
+    assert_eq!(total(&[&a, &b], STARTED).await, 3.0);
+}
+
+#[tokio::test]
+async fn when_every_client_leaves_the_claim_is_released_and_waiters_stop() {
+    let redis = RedisServer::start();
+    let (a, b) = (server_on(&redis.url(), &[]), server_on(&redis.url(), &[]));
+    let claim_key = format!("fib:claim:{SLOW_N}");
+    let leaving_a = ask(&a, SLOW_N);
+    computing(&a).await;
+    let leaving_b = ask(&b, SLOW_N);
+    waiting(&[&b]).await;
+    assert_eq!(redis.command(&["EXISTS", &claim_key]), ":1");
+
+    // Both clients hang up: a stops computing and releases, b stops waiting.
+    leaving_b.abort();
+    leaving_a.abort();
+    eventually("a's computation is cancelled", 300, || async {
+        a.metric(r#"fibcache_computations_finished_total{outcome="cancelled"}"#)
+            .await
+            == 1.0
+    })
+    .await;
+    eventually("the claim is released", 100, || async {
+        redis.command(&["EXISTS", &claim_key]) == ":0"
+    })
+    .await;
+    // Had b kept waiting, it would claim the released key within 250 ms and compute.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(redis.command(&["EXISTS", &claim_key]), ":0");
+    assert_eq!(b.metric(STARTED).await, 0.0);
+    assert_eq!(b.metric(RUNNING).await, 0.0);
+}
