@@ -11,9 +11,10 @@
 //! One process per row, started once and killed by its PID at the end, also on error: the
 //! `reference`, a bare hyper server (`reference.rs`), and this build's `fibcache` (release
 //! under `cargo bench`) with `--cache-ttl 1h` as `nop` (computes fib(10) on every request),
-//! `memory` (the default configuration: log level `info`, a line per request, written to a file
-//! as under a service manager), `memory-log-error` (`--log-level error`), `redis` (feature
-//! `redis`, against a `redis-server` started on a free loopback port) and `memcache` (feature
+//! `memory` (the default configuration: log level `info`, written to a file as under a service
+//! manager), `memory-log-error` (`--log-level error`), `redis` (feature `redis`, against a
+//! `redis-server` started on a free loopback port), `memory+redis` (a memory tier in front of
+//! that Redis: after the first request, every hit comes from memory) and `memcache` (feature
 //! `dynamic`: the example plugin, built if missing). Every row serves `GET /fib/10`, the
 //! reference's body, so every measured fibcache request is a hit (except with `nop`).
 //!
@@ -164,6 +165,10 @@ fn run(filters: &[&str]) -> Result<()> {
         // Without `redis-server` this panics saying how to install it; unwinding stops the rest.
         let redis = started.redis.insert(redis_server::RedisServer::start());
         let mut row = fibcache("redis", "fibcache `redis`", &["--cache", "redis"]);
+        row.env.push(("REDIS_URL", redis.url()));
+        rows.push(row);
+        let title = "fibcache `memory+redis` (hits from the memory tier)";
+        let mut row = fibcache("memory+redis", title, &["--cache", "memory+redis"]);
         row.env.push(("REDIS_URL", redis.url()));
         rows.push(row);
     }
