@@ -66,12 +66,14 @@
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cache;
 mod error;
 pub mod fib;
 pub mod nop;
 #[cfg(feature = "plugin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "plugin")))]
 #[allow(unsafe_code)]
 pub mod plugin;
 pub mod registry;

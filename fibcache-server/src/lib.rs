@@ -66,6 +66,7 @@
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Referenced so that the linker keeps the backends crate and its `inventory` registrations.
 use fibcache_backends as _;

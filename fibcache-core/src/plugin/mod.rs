@@ -163,6 +163,7 @@ pub use guest::ExportedCrate;
 /// # fn main() {}
 /// ```
 #[macro_export]
+#[cfg_attr(docsrs, doc(cfg(feature = "plugin")))]
 macro_rules! export_plugin {
     () => {
         $crate::export_plugin!(@export);
