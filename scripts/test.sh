@@ -1,35 +1,109 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it, on a fresh machine.
 #
-# The Redis tests need a real `redis-server` (they start their own, on free loopback ports),
-# and the metrics test `promtool` (Debian's `prometheus` package): each is installed from
-# Debian's packages when it is missing and we are root; otherwise this stops with a message
-# saying how to install it. Nothing is skipped silently.
+# Three tools come from outside Cargo, and are installed when missing; nothing is skipped
+# silently: where this cannot install one, it stops with a message saying how to.
+# - The Redis tests need a real `redis-server` (they start their own, on free loopback ports),
+#   and the metrics test `promtool` (Debian's `prometheus` package): installed from Debian's
+#   packages when we are root.
+# - schemathesis (PyPI, pinned below) checks the real server against its own OpenAPI document:
+#   installed into a virtual environment of its own, target/schemathesis-venv.
 #
 # Then every test runs three times over, once per feature set whose registry differs:
-#   all features (memory, redis, dynamic), the default (memory), and none (nop only).
+#   all features (memory, redis, dynamic), the default (memory), and none (nop only);
+# and schemathesis runs against the binary of the default build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+SCHEMATHESIS=4.32.5
+st_venv=target/schemathesis-venv
+
+# Installs Debian packages if we are root on Debian/Ubuntu; fails, having done nothing, otherwise.
+apt_updated=
+debian_install() {
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 1
+  if [ -z "$apt_updated" ]; then
+    apt-get update -qq && apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 
 # What the tests run besides cargo: the Debian package that provides each command.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if ((${#missing[@]})); then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "== installing ${missing[*]} (Debian packages)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" >/dev/null
-  else
+  echo "== installing ${missing[*]} (Debian packages)"
+  if ! debian_install "${missing[@]}"; then
     echo "missing: ${missing[*]}; install them (Debian/Ubuntu: sudo apt-get install ${missing[*]})" >&2
     exit 1
   fi
 fi
 
+if [ "$("$st_venv/bin/st" --version 2>/dev/null)" != "st, version $SCHEMATHESIS" ]; then
+  echo "== installing schemathesis $SCHEMATHESIS (PyPI) into $st_venv"
+  if ! python3 -m venv "$st_venv" >/dev/null 2>&1; then
+    # Debian's python3 leaves the venv module (with pip for it) to a package of its own.
+    rm -rf "$st_venv"
+    if ! debian_install python3 python3-venv || ! python3 -m venv "$st_venv"; then
+      echo "python3 cannot make a virtual environment; install it (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2
+      exit 1
+    fi
+  fi
+  if ! "$st_venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS"; then
+    echo "could not install schemathesis; install it with:" >&2
+    echo "  python3 -m venv $st_venv && $st_venv/bin/pip install schemathesis==$SCHEMATHESIS" >&2
+    exit 1
+  fi
+fi
+
+# Starts the `fibcache` binary the last `cargo test` built and runs schemathesis against the
+# document it serves, with every check; any finding (or warning) fails.
+run_schemathesis() {
+  local dir=target/schemathesis log=target/schemathesis/server.log addr= pid
+  mkdir -p "$dir"
+  # n up to 20 keeps every computation quick; a long --queue-wait keeps a busy machine from
+  # turning a computation into a 503, which the document allows but the checks count as an error.
+  (
+    # Nothing from the caller's environment decides what the server does.
+    for var in $(compgen -e); do
+      case $var in FIB_* | REDIS_* | RUST_LOG) unset "$var" ;; esac
+    done
+    exec target/debug/fibcache --host 127.0.0.1 --port 0 --max-n 20 --queue-wait 5s --log-level warn
+  ) 2>"$log" &
+  pid=$!
+  # shellcheck disable=SC2064 # the PID is known now, and `pid` is gone when the script exits
+  trap "kill $pid 2>/dev/null || true" EXIT
+  for _ in $(seq 300); do
+    addr=$(sed -n 's/.*listening addr=\([0-9.:]*\).*/\1/p' "$log")
+    if [ -n "$addr" ] || ! kill -0 "$pid" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  if [ -z "$addr" ]; then
+    echo "fibcache did not start; its log:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+  # schemathesis and Hypothesis keep their databases in the working directory: run in target/.
+  # `--include-path-regex ^/` selects every operation; without a filter, schemathesis leaves out
+  # GET of the document it read the API from (here /openapi.json). timeout bounds a run that hangs.
+  if ! (cd "$dir" && timeout 300 "../schemathesis-venv/bin/st" \
+    --config-file ../../scripts/schemathesis.toml run "http://$addr/openapi.json" \
+    --checks all --include-path-regex '^/' --max-examples 150 --request-timeout 10 --no-color); then
+    echo "schemathesis found the above; the server's log:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+  kill "$pid"
+  wait "$pid" || true
+  trap - EXIT
+}
+
 echo "== all features: memory, redis, dynamic"
 cargo test --workspace --all-features
 echo "== default features: memory"
 cargo test --workspace
+echo "== schemathesis $SCHEMATHESIS: the default build against its own /openapi.json"
+run_schemathesis
 echo "== no default features: nop only"
 cargo test --workspace --no-default-features

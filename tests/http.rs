@@ -99,6 +99,7 @@ async fn bad_input_gets_the_contract_status_and_a_json_error_and_serving_goes_on
         ("POST", "/fib/5", 405),
         ("DELETE", "/healthz", 405),
         ("PUT", "/metrics", 405),
+        ("POST", "/openapi.json", 405),
     ];
     for &(method, path, status) in cases {
         let resp = request(server.addr, method, path).await;
@@ -263,6 +264,43 @@ async fn head_is_answered_like_get_without_a_body() {
     let resp = request(server.addr, "HEAD", "/fib/10").await;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.body, "");
+}
+
+#[tokio::test]
+async fn the_served_openapi_document_is_3_1_with_this_servers_max_n() {
+    let server = Server::start(&["--max-n", "30"]);
+    let resp = get(server.addr, "/openapi.json").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    let document = json(&resp);
+    let version = document["openapi"].as_str().expect("an `openapi` field");
+    assert!(version.starts_with("3.1."), "openapi: {version}");
+    let n = &document["components"]["parameters"]["n"]["schema"]["anyOf"];
+    assert_eq!(n[0]["maximum"], 30, "{n}");
+    assert_eq!(
+        n[1]["pattern"], "^(?:0*(?:[0-9]|[1-2][0-9]|30)|-0+)$",
+        "{n}"
+    );
+    for path in [
+        "/fib/{n}",
+        "/healthz",
+        "/livez",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(document["paths"][path]["get"].is_object(), "GET {path}");
+    }
+
+    let head = request(server.addr, "HEAD", "/openapi.json").await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.body, "");
+    assert_eq!(
+        head.header("content-length"),
+        Some(resp.body.len().to_string().as_str())
+    );
+    let served = r#"fibcache_requests_total{route="/openapi.json",status="200"}"#;
+    assert_eq!(server.metric(served).await, 2.0);
 }
 
 #[tokio::test]

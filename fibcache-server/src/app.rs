@@ -2,8 +2,9 @@
 //! [`App`] that is both what [`run`](crate::run) serves and a [`tower_service::Service`] that
 //! nests in an axum or tower stack.
 //!
-//! Routing is a plain `match` on method and path. Every answer other than `/metrics` is JSON;
-//! every error has an `error` field. Nothing here panics on any input.
+//! Routing is plain: a prefix for `/fib/{n}`, then a table of the other paths, which the tests
+//! of the OpenAPI document (`GET /openapi.json`) compare with the document. Every answer other
+//! than `/metrics` is JSON; every error has an `error` field. Nothing here panics on any input.
 //!
 //! # What the `App` carries, and what it does not
 //! Everything that concerns **one request** is in the `App`, however it is served: routing,
@@ -34,6 +35,10 @@ use tracing::Level;
 use crate::cache::GuardedCache;
 use crate::engine::{Answer, Engine, Tier};
 use crate::metrics::{self, Metrics, RouteName};
+use crate::openapi;
+
+mod param;
+pub(crate) use param::parse_n;
 
 /// The body type of every response.
 pub type Body = Full<Bytes>;
@@ -100,6 +105,9 @@ struct Inner {
     max_n: u64,
     compute_timeout: Duration,
     metrics: Arc<Metrics>,
+    /// What `GET /openapi.json` answers, with this app's `max_n`: built once, shared by every
+    /// answer.
+    openapi: Bytes,
 }
 
 impl App {
@@ -133,14 +141,16 @@ impl App {
                 Tier::new(guard, &metrics)
             })
             .collect();
+        let max_n = settings.max_n.min(fib::MAX_N);
         App {
             inner: Arc::new(Inner {
                 engine: Engine::new(tiers, &settings, metrics.clone()),
                 draining: AtomicBool::new(false),
                 backend,
-                max_n: settings.max_n.min(fib::MAX_N),
+                max_n,
                 compute_timeout: settings.compute_timeout,
                 metrics,
+                openapi: openapi::document(max_n),
             }),
         }
     }
@@ -183,10 +193,13 @@ impl App {
         async move {
             let (mut response, n) = match route {
                 Route::Fib(n) => (app.fib(n).await, Some(n)),
-                Route::Health => (app.health(), None),
-                Route::Live => (json(StatusCode::OK, r#"{"status":"ok"}"#.to_owned()), None),
-                Route::Ready => (app.readiness(), None),
-                Route::Metrics => (app.exposition(), None),
+                Route::Fixed(Fixed::Health) => (app.health(), None),
+                Route::Fixed(Fixed::Live) => (json(StatusCode::OK, r#"{"status":"ok"}"#), None),
+                Route::Fixed(Fixed::Ready) => (app.readiness(), None),
+                Route::Fixed(Fixed::Metrics) => (app.exposition(), None),
+                Route::Fixed(Fixed::OpenApi) => {
+                    (json(StatusCode::OK, app.inner.openapi.clone()), None)
+                }
                 Route::Refused(_, response) => (response, None),
             };
             if head {
@@ -212,7 +225,7 @@ impl App {
     /// Where a request goes; an answer already when it goes nowhere.
     fn route(&self, method: &Method, path: &str) -> Route {
         let get = method == Method::GET || method == Method::HEAD;
-        if let Some(param) = path.strip_prefix("/fib/") {
+        if let Some(param) = path.strip_prefix(FIB_PREFIX) {
             if param.contains('/') {
                 return Route::Refused(RouteName::Other, not_found(path));
             }
@@ -224,17 +237,10 @@ impl App {
                 Err((status, message)) => Route::Refused(RouteName::Fib, error(status, &message)),
             };
         }
-        let (route, name) = match path {
-            "/healthz" => (Route::Health, RouteName::Healthz),
-            "/livez" => (Route::Live, RouteName::Livez),
-            "/readyz" => (Route::Ready, RouteName::Readyz),
-            "/metrics" => (Route::Metrics, RouteName::Metrics),
-            _ => return Route::Refused(RouteName::Other, not_found(path)),
-        };
-        if get {
-            route
-        } else {
-            Route::Refused(name, not_allowed())
+        match FIXED.iter().find(|(fixed, _)| *fixed == path) {
+            Some(&(_, fixed)) if get => Route::Fixed(fixed),
+            Some(&(_, fixed)) => Route::Refused(fixed.label(), not_allowed()),
+            None => Route::Refused(RouteName::Other, not_found(path)),
         }
     }
 
@@ -314,30 +320,64 @@ impl std::fmt::Debug for App {
     }
 }
 
+/// `/fib/{n}`: the router sends every path that starts so to `parse_n` (and to 404 if the rest
+/// holds another `/`).
+pub(crate) const FIB_PREFIX: &str = "/fib/";
+
+/// Every path the router answers besides `/fib/{n}`, with its route. The router looks paths up
+/// here, and the OpenAPI tests check that the document lists exactly these and `/fib/{n}`: a
+/// route added here and not documented fails them.
+const FIXED: [(&str, Fixed); 5] = [
+    ("/healthz", Fixed::Health),
+    ("/livez", Fixed::Live),
+    ("/readyz", Fixed::Ready),
+    ("/metrics", Fixed::Metrics),
+    ("/openapi.json", Fixed::OpenApi),
+];
+
+/// The paths of [`FIXED`], for the OpenAPI tests.
+#[cfg(test)]
+pub(crate) fn fixed_paths() -> impl Iterator<Item = &'static str> {
+    FIXED.iter().map(|(path, _)| *path)
+}
+
 /// Where the router sends a request.
 enum Route {
     /// `GET /fib/{n}`.
     Fib(u64),
-    /// `GET /healthz`.
-    Health,
-    /// `GET /livez`.
-    Live,
-    /// `GET /readyz`.
-    Ready,
-    /// `GET /metrics`.
-    Metrics,
+    /// `GET` of one of the paths of [`FIXED`].
+    Fixed(Fixed),
     /// Nowhere: the error answer (404, 405, 400, 422), and the route it counts under.
     Refused(RouteName, Response<Body>),
+}
+
+/// The routes with a fixed path (in [`FIXED`]).
+#[derive(Clone, Copy)]
+enum Fixed {
+    Health,
+    Live,
+    Ready,
+    Metrics,
+    OpenApi,
+}
+
+impl Fixed {
+    fn label(self) -> RouteName {
+        match self {
+            Fixed::Health => RouteName::Healthz,
+            Fixed::Live => RouteName::Livez,
+            Fixed::Ready => RouteName::Readyz,
+            Fixed::Metrics => RouteName::Metrics,
+            Fixed::OpenApi => RouteName::OpenApi,
+        }
+    }
 }
 
 impl Route {
     fn label(&self) -> RouteName {
         match self {
             Route::Fib(_) => RouteName::Fib,
-            Route::Health => RouteName::Healthz,
-            Route::Live => RouteName::Livez,
-            Route::Ready => RouteName::Readyz,
-            Route::Metrics => RouteName::Metrics,
+            Route::Fixed(fixed) => fixed.label(),
             Route::Refused(name, _) => *name,
         }
     }
@@ -356,41 +396,6 @@ impl<B> tower_service::Service<Request<B>> for App {
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let answer = self.handle(req);
         Box::pin(async move { Ok(answer.await) })
-    }
-}
-
-/// Parses the `{n}` of `/fib/{n}`: an optional sign and decimal digits.
-///
-/// Not an integer is 400; an integer outside `0..=max_n` (however many digits) is 422.
-fn parse_n(param: &str, max_n: u64) -> Result<u64, (StatusCode, String)> {
-    let (negative, digits) = match param.as_bytes().first() {
-        Some(b'-') => (true, &param[1..]),
-        Some(b'+') => (false, &param[1..]),
-        _ => (false, param),
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        let shown: String = param.chars().take(32).collect();
-        return Err((
-            StatusCode::BAD_REQUEST,
-            format!("n must be a decimal integer, got {shown:?}"),
-        ));
-    }
-    let significant = digits.trim_start_matches('0');
-    let out_of_range = || {
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("n must be between 0 and {max_n}"),
-        )
-    };
-    if significant.is_empty() {
-        return Ok(0);
-    }
-    if negative || significant.len() > 20 {
-        return Err(out_of_range());
-    }
-    match significant.parse::<u64>() {
-        Ok(n) if n <= max_n => Ok(n),
-        _ => Err(out_of_range()),
     }
 }
 
@@ -451,8 +456,8 @@ fn error(status: StatusCode, message: &str) -> Response<Body> {
     json(status, serde_json::json!({ "error": message }).to_string())
 }
 
-fn json(status: StatusCode, body: String) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, JSON);
     resp
@@ -462,37 +467,6 @@ fn json(status: StatusCode, body: String) -> Response<Body> {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
-
-    fn status(param: &str) -> Result<u64, u16> {
-        parse_n(param, 92).map_err(|(status, _)| status.as_u16())
-    }
-
-    #[test]
-    fn canonical_forms_of_one_number_parse_alike() {
-        assert_eq!(status("5"), Ok(5));
-        assert_eq!(status("05"), Ok(5));
-        assert_eq!(status("+5"), Ok(5));
-        assert_eq!(status("0000"), Ok(0));
-        assert_eq!(status("-0"), Ok(0));
-        assert_eq!(status("92"), Ok(92));
-    }
-
-    #[test]
-    fn non_integers_are_400_and_out_of_range_is_422() {
-        for bad in [
-            "", "abc", "5a", "1.5", " 5", "5 ", "+", "-", "0x10", "1e3", "%35",
-        ] {
-            assert_eq!(status(bad), Err(400), "{bad:?}");
-        }
-        for out in [
-            "-1",
-            "93",
-            "99999999999999999999",
-            "184467440737095516160000",
-        ] {
-            assert_eq!(status(out), Err(422), "{out:?}");
-        }
-    }
 
     #[tokio::test]
     async fn result_bodies_are_the_documented_json() {

@@ -1,8 +1,10 @@
 //! The fibcache HTTP server: routing, coalesced and bounded computation, metrics, and the CLI,
 //! as a library.
 //!
-//! It serves `GET /fib/{n}` (a deliberately slow Fibonacci, cached), `GET /healthz` and
-//! `GET /metrics` on hyper 1 and tokio, answering from whichever [`fibcache_core::Cache`] the
+//! It serves `GET /fib/{n}` (a deliberately slow Fibonacci, cached), the probes `GET /healthz`,
+//! `/livez` and `/readyz`, `GET /metrics`, and the OpenAPI 3.1 document of all of them at
+//! `GET /openapi.json` (written in `fibcache-server/openapi.json`, served with the instance's
+//! `--max-n`), on hyper 1 and tokio, answering from whichever [`fibcache_core::Cache`] the
 //! operator picked by name. The cache can never make an answer wrong or an error: a failed,
 //! slow or garbled cache read makes the request compute instead.
 //!
@@ -79,6 +81,7 @@ mod connection;
 pub mod engine;
 mod logging;
 pub mod metrics;
+mod openapi;
 pub mod server;
 mod throttle;
 
