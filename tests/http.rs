@@ -2,7 +2,6 @@
 
 mod support;
 
-use fibcache_core::fib::fib_fast;
 use support::{get, json, request, Server, Spawn};
 
 #[cfg(feature = "memory")]
@@ -14,12 +13,19 @@ async fn answers_match_the_exact_fibonacci_and_the_second_ask_is_a_hit() {
         assert_eq!(first.status, 200, "n = {n}: {}", first.body);
         assert_eq!(first.header("x-cache"), Some("miss"), "n = {n}");
         assert_eq!(first.header("content-type"), Some("application/json"));
-        assert_eq!(json(&first)["result"], fib_fast(n).unwrap(), "n = {n}");
+        assert_eq!(
+            json(&first)["result"],
+            fibcache_core::fib::fib_fast(n).unwrap(),
+            "n = {n}"
+        );
 
         let second = get(server.addr, &format!("/fib/{n}")).await;
         assert_eq!(second.status, 200);
         assert_eq!(second.header("x-cache"), Some("hit"), "n = {n}");
-        assert_eq!(json(&second)["result"], fib_fast(n).unwrap());
+        assert_eq!(
+            json(&second)["result"],
+            fibcache_core::fib::fib_fast(n).unwrap()
+        );
     }
     let hits = r#"fibcache_cache_hits_total{tier="memory"}"#;
     assert_eq!(server.metric(hits).await, 5.0);
