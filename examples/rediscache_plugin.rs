@@ -5,7 +5,8 @@
 //! It shows that an asynchronous backend with its own connection works across the boundary:
 //! the plugin drives the Redis client on a tokio runtime of its own, and the server's workers
 //! never wait on it. It reads the same settings as the built-in `redis` backend (`REDIS_URL`,
-//! or `REDIS_ADDR` / `REDIS_PASSWORD` / `REDIS_DB`). Build it, then run the server with it:
+//! or `REDIS_ADDR` / `REDIS_PASSWORD` / `REDIS_DB`, or `REDIS_CLUSTER_NODES` for a Redis
+//! Cluster). Build it, then run the server with it:
 //! ```text
 //! cargo build --release --features dynamic,redis --example rediscache_plugin
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run --release --features dynamic -- \
@@ -26,7 +27,7 @@ async fn create(config: &Config) -> Result<RedisCache> {
 
 register_backend! {
     name: "rediscache",
-    summary: "shared Redis store, loaded from a plugin (REDIS_URL, or REDIS_ADDR/...)",
+    summary: "shared Redis store, loaded from a plugin (REDIS_URL, REDIS_CLUSTER_NODES, ...)",
     factory: create,
 }
 

@@ -14,6 +14,8 @@ async fn memory_passes_the_conformance_suite() {
         .create("memory", &Config::default())
         .await
         .unwrap();
+    assert!(cache.expiry().is_none(), "memory offers no Expiry");
+    assert!(cache.claims().is_none(), "memory offers no Claims");
     support::conformance::run(cache, "conformance:").await;
 }
 
@@ -49,6 +51,8 @@ async fn nop_stores_nothing() {
         .create("nop", &Config::default())
         .await
         .unwrap();
+    assert!(cache.expiry().is_none(), "nop offers no Expiry");
+    assert!(cache.claims().is_none(), "nop offers no Claims");
     cache
         .set("k", "v", std::time::Duration::from_secs(60))
         .await

@@ -1,16 +1,20 @@
 //! The `redis` backend against a real `redis-server` that each test starts on a free loopback
 //! port of its own (and may stop and restart): the `Cache` contract, start-up errors, outages;
 //! then the `fibcache` binary itself sharing, losing and regaining a Redis (`redis/server.rs`);
-//! values longer than any valid one, planted in Redis (`redis/oversize.rs`); a memory
-//! tier in front of Redis (`redis/tiers.rs`); and instances that compute a cold `n` once between
-//! them (`redis/fleet.rs`).
+//! values longer than any valid one, planted in Redis (`redis/oversize.rs`); a memory tier in
+//! front of Redis (`redis/tiers.rs`); instances that compute a cold `n` once between them
+//! (`redis/fleet.rs`); and a Redis Cluster of three nodes started by each test, in and out of
+//! process (`redis/cluster.rs`).
 //!
 //! Run with `cargo test --features redis --test redis`; `redis-server` must be installed
-//! (Debian: `apt-get install redis-server`). A missing one fails the tests, it never skips them.
+//! (Debian: `apt-get install redis-server`, which brings `redis-cli` too). A missing one fails
+//! the tests, it never skips them.
 #![cfg(feature = "redis")]
 
 mod support;
 
+#[path = "redis/cluster.rs"]
+mod cluster;
 #[path = "redis/fleet.rs"]
 mod fleet;
 #[path = "redis/oversize.rs"]
@@ -37,6 +41,7 @@ fn config_for(url: &str) -> Config {
     Config::default()
         .with_op_timeout(Duration::from_secs(5))
         .with_var("REDIS_URL", url)
+        .with_var("REDIS_CLUSTER_NODES", "")
         .with_var("REDIS_ADDR", "")
         .with_var("REDIS_PASSWORD", "")
         .with_var("REDIS_DB", "")
@@ -112,7 +117,60 @@ async fn the_conformance_suite_passes_against_redis() {
     let redis = RedisServer::start();
     assert!(Registry::new().unwrap().contains("redis"));
     let cache = create(&config_for(&redis.url())).await.unwrap();
+    assert!(cache.expiry().is_some(), "redis offers Expiry");
+    assert!(cache.claims().is_some(), "redis offers Claims");
     support::conformance::run(cache, "conformance:").await;
+}
+
+#[tokio::test]
+async fn claims_are_plain_keys_checked_by_scripts_that_redis_keeps() {
+    let redis = RedisServer::start();
+    let cache = create(&config_for(&redis.url())).await.unwrap();
+    let claims = cache.claims().unwrap();
+    let calls = |command: &str| -> u64 {
+        let stats = redis.command(&["INFO", "commandstats"]);
+        let line = stats
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")));
+        line.map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    };
+
+    // The key is the caller's, holding the token, with the lifetime in whole milliseconds.
+    let ttl = Duration::from_micros(2_000_500);
+    assert!(claims.claim("fib:claim:30", "t-1", ttl).await.unwrap());
+    assert_eq!(redis.command(&["GET", "fib:claim:30"]), "t-1");
+    let pttl: i64 = redis.command(&["PTTL", "fib:claim:30"])[1..]
+        .parse()
+        .unwrap();
+    assert!(pttl > 0 && pttl <= 2_001, "PTTL {pttl}");
+
+    // A script Redis does not have yet is sent once by its source, then called by its hash.
+    assert_eq!(calls("eval"), 0);
+    assert!(claims.renew("fib:claim:30", "t-1", ttl).await.unwrap());
+    assert_eq!(calls("eval"), 1);
+    let by_hash = calls("evalsha");
+    assert!(claims.renew("fib:claim:30", "t-1", ttl).await.unwrap());
+    assert_eq!((calls("evalsha"), calls("eval")), (by_hash + 1, 1));
+    // Once Redis forgets its scripts (a restart, `SCRIPT FLUSH`), the source is sent again.
+    assert_eq!(redis.command(&["SCRIPT", "FLUSH"]), "+OK");
+    assert!(claims.release("fib:claim:30", "t-1").await.unwrap());
+    assert_eq!(redis.command(&["EXISTS", "fib:claim:30"]), ":0");
+    assert_eq!(calls("eval"), 2);
+
+    // `remaining` is `PTTL`: none for a key without a lifetime.
+    assert_eq!(redis.command(&["SET", "fib:forever", "1"]), "+OK");
+    let expiry = cache.expiry().unwrap();
+    assert_eq!(expiry.remaining("fib:forever").await.unwrap(), None);
+    // A claim is refused, not overwritten, whatever holds the key.
+    assert!(!claims.claim("fib:forever", "t-2", ttl).await.unwrap());
+    assert_eq!(redis.command(&["GET", "fib:forever"]), "1");
+    // Errors are classified like every operation's.
+    assert_eq!(redis.command(&["RPUSH", "fib:list", "x"]), ":1");
+    let wrong_type = claims.renew("fib:list", "t-1", ttl).await;
+    assert!(is_backend_error(&wrong_type), "{wrong_type:?}");
+    drop(redis);
+    let down = bounded("claim", claims.claim("fib:claim:31", "t-1", ttl)).await;
+    assert!(is_unavailable(&down), "{down:?}");
 }
 
 #[tokio::test]

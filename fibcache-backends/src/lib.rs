@@ -11,13 +11,15 @@
 //!
 //! # Overview
 //! - `memory` (feature `memory`): [`memory::MemoryCache`], a bounded LRU with a TTL per entry.
-//! - `redis` (feature `redis`): a Redis store shared by several servers.
+//! - `redis` (feature `redis`): a Redis store, or a Redis Cluster, shared by several servers;
+//!   it also offers the optional capabilities `Expiry` and `Claims`.
 //! - [`OPTIONAL`]: every backend of this crate with the feature that compiles it in, so a
 //!   request for one that is off can say how to get it.
 //!
 //! # Optional features
 //! - `memory` (default): the in-process LRU backend `memory`.
-//! - `redis`: the Redis backend `redis`, on the `redis` crate's tokio client.
+//! - `redis`: the Redis backend `redis`, on the `redis` crate's tokio client (one server or a
+//!   Redis Cluster).
 //!
 //! # Example
 //! ```

@@ -9,19 +9,19 @@ use fibcache_core::fib::fib_fast;
 use crate::eventually;
 use crate::server::server_on;
 use crate::support::redis_server::RedisServer;
-use crate::support::{self, get, json};
+use crate::support::{self, get, json, Spawn};
 
 /// Slow enough (about a second here) that every request of a test arrives while it computes.
 const SLOW_N: u64 = 42;
 
 /// `GET /fib/{n}` on `server` from a task of its own; the task yields the response.
-fn ask(server: &support::Server, n: u64) -> tokio::task::JoinHandle<support::Response> {
+pub(crate) fn ask(server: &support::Server, n: u64) -> tokio::task::JoinHandle<support::Response> {
     let addr = server.addr;
     tokio::spawn(async move { get(addr, &format!("/fib/{n}")).await })
 }
 
 /// Asserts that every one of `asks` is answered 200 with the right `n`-th number.
-async fn all_right(asks: Vec<tokio::task::JoinHandle<support::Response>>, n: u64) {
+pub(crate) async fn all_right(asks: Vec<tokio::task::JoinHandle<support::Response>>, n: u64) {
     let expected = fib_fast(n).unwrap();
     for ask in asks {
         let resp = ask.await.unwrap();
@@ -31,7 +31,7 @@ async fn all_right(asks: Vec<tokio::task::JoinHandle<support::Response>>, n: u64
 }
 
 /// The sum of one sample over `servers`.
-async fn total(servers: &[&support::Server], sample: &str) -> f64 {
+pub(crate) async fn total(servers: &[&support::Server], sample: &str) -> f64 {
     let mut sum = 0.0;
     for server in servers {
         sum += server.metric(sample).await;
@@ -39,11 +39,11 @@ async fn total(servers: &[&support::Server], sample: &str) -> f64 {
     sum
 }
 
-fn claims(outcome: &str) -> String {
+pub(crate) fn claims(outcome: &str) -> String {
     format!(r#"fibcache_claims_total{{outcome="{outcome}"}}"#)
 }
 
-const STARTED: &str = "fibcache_computations_started_total";
+pub(crate) const STARTED: &str = "fibcache_computations_started_total";
 const RUNNING: &str = "fibcache_computations_running";
 
 /// Waits until `server` is computing.
@@ -139,11 +139,15 @@ async fn when_the_winner_is_killed_another_instance_takes_over() {
 #[tokio::test]
 async fn a_paused_redis_during_a_claim_never_costs_an_answer() {
     let redis = RedisServer::start();
-    let quick = ["--cache-timeout", "300ms"];
-    let (a, b) = (
-        server_on(&redis.url(), &quick),
-        server_on(&redis.url(), &quick),
-    );
+    // Cache calls give up after 300 ms (not the 2 s of `server_on`): a paused Redis is felt.
+    let quick = || {
+        Spawn::new()
+            .env("FIB_CACHE", "redis")
+            .env("REDIS_URL", redis.url())
+            .args(["--cache-timeout", "300ms"])
+            .start()
+    };
+    let (a, b) = (quick(), quick());
     let first = ask(&a, SLOW_N);
     computing(&a).await;
     assert_eq!(

@@ -1,12 +1,14 @@
 //! The `Cache` contract as one suite, run against every backend this build can create (the
-//! built-in ones, Redis, and the ones loaded from plugins).
+//! built-in ones, Redis, and the ones loaded from plugins), with the optional capabilities
+//! ([`Expiry`], [`Claims`]) checked where a backend offers them and nothing extra where it
+//! does not.
 //!
 //! Keys are made unique per run with `ns`, so the suite can share a store with other tests.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use fibcache_core::Cache;
+use fibcache_core::{Cache, Claims, Expiry};
 
 /// How long the suite waits for a short TTL to run out. Real time (not paused), because
 /// stores such as Redis keep their own clock; the assertions are on outcomes only.
@@ -23,6 +25,14 @@ pub async fn run(cache: Arc<dyn Cache>, ns: &str) {
     ttl_expiry(&*cache, ns).await;
     overwrite_restarts_ttl(&*cache, ns).await;
     concurrent_use(cache.clone(), ns).await;
+    if let Some(expiry) = cache.expiry() {
+        remaining(&*cache, expiry, ns).await;
+    }
+    if let Some(claims) = cache.claims() {
+        claims_are_exclusive(claims, ns).await;
+        claims_lapse_unless_renewed(claims, ns).await;
+        one_of_many_concurrent_claims_wins(cache.clone(), ns).await;
+    }
 }
 
 const LONG: Duration = Duration::from_secs(60);
@@ -125,4 +135,97 @@ async fn concurrent_use(cache: Arc<dyn Cache>, ns: &str) {
             Some(format!("{t}-{}", rounds - 1))
         );
     }
+}
+
+async fn remaining(cache: &dyn Cache, expiry: &dyn Expiry, ns: &str) {
+    let key = format!("{ns}expiry");
+    cache.set(&key, "v", LONG).await.unwrap();
+    let left = expiry.remaining(&key).await.unwrap();
+    assert!(
+        left.is_some_and(|left| left > Duration::ZERO && left <= LONG),
+        "a key set for {LONG:?} has {left:?} left"
+    );
+    let never = format!("{ns}expiry-never-set");
+    assert_eq!(expiry.remaining(&never).await.unwrap(), None);
+}
+
+async fn claims_are_exclusive(claims: &dyn Claims, ns: &str) {
+    let key = format!("{ns}claim:1");
+    assert!(
+        claims.claim(&key, "token-a", LONG).await.unwrap(),
+        "a free key"
+    );
+    assert!(
+        !claims.claim(&key, "token-b", LONG).await.unwrap(),
+        "a claim held by another token is refused"
+    );
+    assert!(
+        !claims.renew(&key, "token-b", LONG).await.unwrap(),
+        "renew, wrong token"
+    );
+    assert!(
+        !claims.release(&key, "token-b").await.unwrap(),
+        "release, wrong token"
+    );
+    assert!(
+        !claims.claim(&key, "token-b", LONG).await.unwrap(),
+        "the wrong token's renew and release left the claim"
+    );
+    assert!(
+        claims.renew(&key, "token-a", LONG).await.unwrap(),
+        "the holder renews"
+    );
+    assert!(
+        claims.release(&key, "token-a").await.unwrap(),
+        "the holder releases"
+    );
+    assert!(
+        !claims.release(&key, "token-a").await.unwrap(),
+        "a released claim is nobody's"
+    );
+    assert!(
+        claims.claim(&key, "token-b", LONG).await.unwrap(),
+        "a released claim is free to another token"
+    );
+}
+
+async fn claims_lapse_unless_renewed(claims: &dyn Claims, ns: &str) {
+    let (lapsing, renewed) = (format!("{ns}claim:2"), format!("{ns}claim:3"));
+    assert!(claims.claim(&lapsing, "token-a", SHORT_TTL).await.unwrap());
+    assert!(claims.claim(&renewed, "token-a", SHORT_TTL).await.unwrap());
+    assert!(claims.renew(&renewed, "token-a", LONG).await.unwrap());
+    tokio::time::sleep(PAST_SHORT_TTL).await;
+    assert!(
+        !claims.renew(&lapsing, "token-a", LONG).await.unwrap(),
+        "a lapsed claim is not the holder's any more"
+    );
+    assert!(
+        claims.claim(&lapsing, "token-b", LONG).await.unwrap(),
+        "a lapsed claim is free to another token"
+    );
+    assert!(
+        !claims.claim(&renewed, "token-b", LONG).await.unwrap(),
+        "a renewed claim outlives its first lifetime"
+    );
+}
+
+async fn one_of_many_concurrent_claims_wins(cache: Arc<dyn Cache>, ns: &str) {
+    let key = format!("{ns}claim:race");
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let (cache, key) = (cache.clone(), key.clone());
+            tokio::spawn(async move {
+                let claims = cache.claims().unwrap();
+                claims
+                    .claim(&key, &format!("token-{t}"), LONG)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        won += usize::from(task.await.expect("a claiming task panicked"));
+    }
+    assert_eq!(won, 1, "exactly one of 16 concurrent claims wins");
 }

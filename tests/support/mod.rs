@@ -1,6 +1,6 @@
 //! Shared test scaffolding: the real `fibcache` binary on a free port, a small HTTP/1.1
-//! client over real sockets, the `Cache` conformance suite, and a `redis-server` of the test's
-//! own.
+//! client over real sockets, the `Cache` conformance suite, and a `redis-server` (or a Redis
+//! Cluster) of the test's own.
 //!
 //! Every integration test file does `mod support;` and uses only the parts it needs.
 #![allow(dead_code, unused_imports)]
@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod examples;
 pub mod http;
 pub mod http2;
+pub mod redis_cluster;
 pub mod redis_server;
 
 use std::io::{BufRead, BufReader};

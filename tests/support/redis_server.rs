@@ -13,25 +13,29 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     password: Option<String>,
+    /// Further command-line settings (a cluster node's), kept for restarts.
+    args: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts a server without a password.
     pub fn start() -> RedisServer {
-        Self::start_with(None)
+        Self::start_with(None, Vec::new())
     }
 
     /// Starts a server that requires `password`.
     pub fn with_password(password: &str) -> RedisServer {
-        Self::start_with(Some(password.to_owned()))
+        Self::start_with(Some(password.to_owned()), Vec::new())
     }
 
-    fn start_with(password: Option<String>) -> RedisServer {
+    /// Starts a server with `password` (if any) and the further settings `args`.
+    pub fn start_with(password: Option<String>, args: Vec<String>) -> RedisServer {
         let port = free_port();
         let mut server = RedisServer {
             child: None,
             port,
             password,
+            args,
         };
         server.restart();
         server
@@ -69,7 +73,7 @@ impl RedisServer {
         assert!(status.success(), "kill -{signal} {pid} failed");
     }
 
-    /// Starts the server again on the same port (empty: nothing is persisted).
+    /// Starts the server again on the same port and settings (empty: no data is persisted).
     pub fn restart(&mut self) {
         self.stop();
         let mut cmd = Command::new("redis-server");
@@ -88,6 +92,7 @@ impl RedisServer {
         if let Some(p) = &self.password {
             cmd.args(["--requirepass", p]);
         }
+        cmd.args(&self.args);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -22,15 +22,23 @@ pub(super) fn operation_error(config: &RedisConfig, err: &RedisError) -> Error {
     } else {
         describe(err)
     };
-    let failure = Failure(config.redact(&format!("redis at {}: {cause}", config.endpoint())));
+    let failure = Failure(config.redact(&format!("{}: {cause}", config.at())));
+    // Besides I/O and the "not now" replies, two that only a cluster client returns once its
+    // retries are spent: `ClusterConnectionNotFound` (no connection to any node, the cluster's
+    // form of "refused"), and a `MOVED`/`ASK` redirect it could not follow (the key's node is
+    // down, or its slot is moving). Both say the key cannot be served now. (One server sends a
+    // redirect only when `REDIS_URL` names one node of a cluster.)
     let not_serving = matches!(
         err.kind(),
         ErrorKind::Io
+            | ErrorKind::ClusterConnectionNotFound
             | ErrorKind::Server(
                 ServerErrorKind::BusyLoading
                     | ServerErrorKind::TryAgain
                     | ServerErrorKind::ClusterDown
                     | ServerErrorKind::MasterDown
+                    | ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
             )
     );
     if not_serving {
@@ -40,11 +48,18 @@ pub(super) fn operation_error(config: &RedisConfig, err: &RedisError) -> Error {
     }
 }
 
-/// The message for an error of the start-up `PING` that only a change of settings can fix,
-/// scrubbed of the password; `None` for one that may go away by itself (Redis down,
-/// unreachable, slow or busy).
-pub(super) fn misconfiguration(config: &RedisConfig, err: &RedisError) -> Option<String> {
-    let endpoint = config.endpoint();
+/// The commands this backend runs, for the message to a user Redis's ACL does not allow them.
+/// (`GET`, `PEXPIRE` and `DEL` are run by the claims' Lua scripts; ACLs apply there too.)
+const COMMANDS: &str = "PING, GET, GETRANGE, EXISTS, SET, PTTL, EVALSHA, EVAL, PEXPIRE and DEL";
+
+/// The message for an error of the start-up `PING` to `endpoint` (the server, or one seed of a
+/// cluster) that only a change of settings can fix, scrubbed of the password; `None` for one
+/// that may go away by itself (Redis down, unreachable, slow or busy).
+pub(super) fn misconfiguration(
+    config: &RedisConfig,
+    endpoint: &str,
+    err: &RedisError,
+) -> Option<String> {
     let password = config.password_setting();
     let message = match err.kind() {
         // `WRONGPASS` is the reply to `HELLO ... AUTH` (a RESP3 URL), which the client does not
@@ -59,7 +74,12 @@ pub(super) fn misconfiguration(config: &RedisConfig, err: &RedisError) -> Option
             format!("redis at {endpoint} requires a password; give it in {password}")
         }
         ErrorKind::Server(ServerErrorKind::NoPerm) => format!(
-            "redis at {endpoint} does not let this user run PING, GET, GETRANGE, EXISTS and SET: {}",
+            "redis at {endpoint} does not let this user run {}{COMMANDS}: {}",
+            if config.is_cluster() {
+                "CLUSTER SLOTS, "
+            } else {
+                ""
+            },
             describe(err)
         ),
         // Nothing but the connection set-up answers a `PING` with a plain error: the `SELECT`
@@ -84,6 +104,28 @@ pub(super) fn misconfiguration(config: &RedisConfig, err: &RedisError) -> Option
         ErrorKind::Parse => format!(
             "{endpoint} does not answer like a Redis server; check {}",
             config.source()
+        ),
+        _ => return None,
+    };
+    Some(config.redact(&message))
+}
+
+/// The message for a seed of a cluster that answered `PING` but refused `CLUSTER SLOTS` (which
+/// the cluster client asks every node it connects to), when only a change of settings can fix
+/// it: a server that is not a cluster node, or a user not allowed to ask.
+pub(super) fn not_a_cluster_node(
+    config: &RedisConfig,
+    endpoint: &str,
+    err: &RedisError,
+) -> Option<String> {
+    let message = match err.kind() {
+        ErrorKind::Server(ServerErrorKind::NoPerm) => {
+            return misconfiguration(config, endpoint, err)
+        }
+        ErrorKind::Server(ServerErrorKind::ResponseError) => format!(
+            "redis at {endpoint} is not a cluster node ({}); for one Redis server set REDIS_URL \
+             instead of REDIS_CLUSTER_NODES",
+            err.detail().unwrap_or("CLUSTER SLOTS refused")
         ),
         _ => return None,
     };
@@ -128,9 +170,15 @@ mod tests {
 
     /// The settings `vars` on top of none from the developer's environment.
     fn settings(vars: &[(&str, &str)]) -> RedisConfig {
-        let clean = ["REDIS_URL", "REDIS_ADDR", "REDIS_PASSWORD", "REDIS_DB"]
-            .into_iter()
-            .fold(Config::default(), |c, name| c.with_var(name, ""));
+        let clean = [
+            "REDIS_CLUSTER_NODES",
+            "REDIS_URL",
+            "REDIS_ADDR",
+            "REDIS_PASSWORD",
+            "REDIS_DB",
+        ]
+        .into_iter()
+        .fold(Config::default(), |c, name| c.with_var(name, ""));
         let config = vars.iter().fold(clean, |c, (k, v)| c.with_var(*k, *v));
         RedisConfig::from_config(&config).unwrap()
     }
@@ -221,7 +269,8 @@ mod tests {
         let parts = settings(&[("REDIS_PASSWORD", "hunter2"), ("REDIS_DB", "7")]);
         let check = |err: RedisError, what: &str, in_url: &str, in_parts: &str| {
             for (config, setting) in [(&url, in_url), (&parts, in_parts)] {
-                let message = misconfiguration(config, &err).unwrap_or_else(|| panic!("{err}"));
+                let message = misconfiguration(config, config.endpoint(), &err)
+                    .unwrap_or_else(|| panic!("{err}"));
                 assert!(message.contains(what), "{message}");
                 assert!(message.contains(setting), "{message}");
                 assert!(!message.contains("hunter2"), "{message}");
@@ -266,6 +315,43 @@ mod tests {
     }
 
     #[test]
+    fn cluster_failures_are_classified_alike_and_name_the_cluster() {
+        let seeds = "redis://:hunter2@10.0.0.1:7000,redis://:hunter2@10.0.0.2:7000";
+        let config = settings(&[("REDIS_CLUSTER_NODES", seeds)]);
+        let no_node: RedisError = (ErrorKind::ClusterConnectionNotFound, "No connections").into();
+        for err in [
+            no_node,
+            reply("MOVED 5488 10.0.0.2:7000"),
+            reply("ASK 5488 10.0.0.2:7000"),
+            reply("CLUSTERDOWN Hash slot not served"),
+            reply("TRYAGAIN Multiple keys request during rehashing of slot"),
+            io_error(io::ErrorKind::ConnectionRefused),
+        ] {
+            let error = operation_error(&config, &err);
+            assert!(matches!(error, Error::Unavailable { .. }), "{err}");
+            let source = std::error::Error::source(&error).unwrap().to_string();
+            let at = "redis cluster at 10.0.0.1:7000,10.0.0.2:7000: ";
+            assert!(source.starts_with(at), "{source}");
+        }
+        let wrong = (ErrorKind::AuthenticationFailed, "auth failed").into();
+        let message = misconfiguration(&config, "10.0.0.2:7000", &wrong).unwrap();
+        assert!(message.contains("redis at 10.0.0.2:7000 refused the credentials"));
+        assert!(message.contains("REDIS_CLUSTER_NODES"), "{message}");
+        let disabled = reply("ERR This instance has cluster support disabled");
+        let message = not_a_cluster_node(&config, "10.0.0.1:7000", &disabled).unwrap();
+        assert!(
+            message.contains("not a cluster node (This instance has cluster support disabled)"),
+            "{message}"
+        );
+        assert!(message.contains("REDIS_URL"), "{message}");
+        let noperm = reply("NOPERM this user has no permissions to run 'cluster|slots'");
+        let message = not_a_cluster_node(&config, "10.0.0.1:7000", &noperm).unwrap();
+        assert!(message.contains("CLUSTER SLOTS, PING"), "{message}");
+        let refused = io_error(io::ErrorKind::ConnectionRefused);
+        assert_eq!(not_a_cluster_node(&config, "10.0.0.1:7000", &refused), None);
+    }
+
+    #[test]
     fn descriptions_are_one_line_without_the_kind_name() {
         let parse: RedisError =
             redis::parse_redis_value(b"HTTP/1.1 400 Bad Request\r\n").unwrap_err();
@@ -290,7 +376,7 @@ mod tests {
             reply("MASTERDOWN link down"),
         ];
         for err in outages.into_iter().chain(busy) {
-            assert_eq!(misconfiguration(&config, &err), None, "{err}");
+            assert_eq!(misconfiguration(&config, "h:1", &err), None, "{err}");
         }
     }
 }
