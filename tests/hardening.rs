@@ -384,6 +384,45 @@ async fn sigterm_lets_a_running_computation_answer_then_exits_0() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn during_the_shutdown_delay_readyz_is_503_while_fib_is_served_then_it_exits_0() {
+    let mut server = Server::start(&["--shutdown-delay", "2s"]);
+    let addr = server.addr;
+    assert_eq!(get(addr, "/readyz").await.status, 200);
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = server.signal_and_wait("TERM", Duration::from_secs(30));
+        (status, server.log())
+    });
+    // Each probe is a new connection: the listener still accepts during the delay.
+    let mut ready = get(addr, "/readyz").await;
+    for _ in 0..100 {
+        if ready.status != 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        ready = get(addr, "/readyz").await;
+    }
+    assert_eq!(
+        ready.status, 503,
+        "not ready once SIGTERM arrived: {}",
+        ready.body
+    );
+    assert!(ready.header("retry-after").is_some());
+    assert!(json(&ready)["error"].is_string(), "{}", ready.body);
+    let fib = get(addr, "/fib/5").await;
+    assert_eq!(
+        fib.status, 200,
+        "still served during the delay: {}",
+        fib.body
+    );
+    assert_eq!(json(&fib)["result"], 5);
+    assert_eq!(get(addr, "/livez").await.status, 200);
+
+    let (status, log) = exit.await.unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "log:\n{log}");
+    assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sigint_on_an_idle_server_exits_0_and_stops_listening() {
     let mut server = Server::start(&[]);
     let addr = server.addr;
