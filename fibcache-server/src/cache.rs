@@ -167,7 +167,8 @@ impl GuardedCache {
         self.cache.claims().is_some()
     }
 
-    /// [`Claims::claim`](fibcache_core::Claims::claim), guarded: `None` when the backend has no claims or failed.
+    /// [`Claims::claim`](fibcache_core::Claims::claim), guarded: `None` when the backend offers
+    /// no claims or failed.
     pub(crate) async fn claim(
         &self,
         n: u64,
@@ -180,7 +181,8 @@ impl GuardedCache {
             .await
     }
 
-    /// [`Claims::renew`](fibcache_core::Claims::renew), guarded: `None` when the backend has no claims or failed.
+    /// [`Claims::renew`](fibcache_core::Claims::renew), guarded: `None` when the backend offers
+    /// no claims or failed.
     pub(crate) async fn renew(
         &self,
         n: u64,
@@ -193,7 +195,8 @@ impl GuardedCache {
             .await
     }
 
-    /// [`Claims::release`](fibcache_core::Claims::release), guarded: `None` when the backend has no claims or failed.
+    /// [`Claims::release`](fibcache_core::Claims::release), guarded: `None` when the backend offers
+    /// no claims or failed.
     pub(crate) async fn release(&self, n: u64, key: &str, token: &str) -> Option<bool> {
         let claims = self.cache.claims()?;
         self.call(n, key, "claim release", claims.release(key, token))
