@@ -9,7 +9,7 @@ use fibcache_core::fib::fib_fast;
 use crate::eventually;
 use crate::server::server_on;
 use crate::support::redis_server::RedisServer;
-use crate::support::{self, get, json, Spawn};
+use crate::support::{self, get, json};
 
 /// Slow enough (about a second here) that every request of a test arrives while it computes.
 const SLOW_N: u64 = 42;
@@ -140,14 +140,11 @@ async fn when_the_winner_is_killed_another_instance_takes_over() {
 async fn a_paused_redis_during_a_claim_never_costs_an_answer() {
     let redis = RedisServer::start();
     // Cache calls give up after 300 ms (not the 2 s of `server_on`): a paused Redis is felt.
-    let quick = || {
-        Spawn::new()
-            .env("FIB_CACHE", "redis")
-            .env("REDIS_URL", redis.url())
-            .args(["--cache-timeout", "300ms"])
-            .start()
-    };
-    let (a, b) = (quick(), quick());
+    let quick = ["--cache-timeout", "300ms"];
+    let (a, b) = (
+        server_on(&redis.url(), &quick),
+        server_on(&redis.url(), &quick),
+    );
     let first = ask(&a, SLOW_N);
     computing(&a).await;
     assert_eq!(

@@ -9,15 +9,16 @@ use crate::eventually;
 use crate::support::redis_server::RedisServer;
 use crate::support::{self, get, json, Spawn};
 
-/// A server on the Redis at `url`, with `args`.
+/// A server on the Redis at `url`, with `args` (which may override both settings below, as
+/// flags override environment variables: `--cache memory+redis`, `--cache-timeout 300ms`).
 ///
 /// Its cache operations may take 2 s instead of 250 ms, so that a busy test machine does not
 /// turn an expected hit into a timeout; an outage (connection refused) fails at once anyway.
 pub(crate) fn server_on(url: &str, args: &[&str]) -> support::Server {
     Spawn::new()
         .env("FIB_CACHE", "redis")
+        .env("FIB_CACHE_TIMEOUT", "2s")
         .env("REDIS_URL", url)
-        .args(["--cache-timeout", "2s"])
         .args(args.iter().copied())
         .start()
 }

@@ -4,18 +4,14 @@
 
 use std::time::Duration;
 
-use crate::server::{fib, stored};
+use crate::server::{fib, server_on, stored};
 use crate::support::redis_server::RedisServer;
-use crate::support::{self, get, json, Spawn};
+use crate::support::{self, get, json};
 
 /// A server with a memory tier in front of the Redis at `url`, with `args`.
 fn tiered_on(url: &str, args: &[&str]) -> support::Server {
-    Spawn::new()
-        .env("FIB_CACHE", "memory+redis")
-        .env("REDIS_URL", url)
-        .args(["--cache-timeout", "2s"])
-        .args(args.iter().copied())
-        .start()
+    let tiers = ["--cache", "memory+redis"];
+    server_on(url, &[&tiers[..], args].concat())
 }
 
 const MEMORY_HITS: &str = r#"fibcache_cache_hits_total{tier="memory"}"#;
