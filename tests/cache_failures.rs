@@ -71,8 +71,10 @@ struct InProcess {
 async fn serve(cache: Arc<Rigged>) -> InProcess {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut settings = Settings::default();
-    settings.cache_timeout = Duration::from_millis(100);
+    let settings = Settings::builder()
+        .cache_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
     let app = App::new(cache, "rigged", settings);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(run(listener, app.clone(), ConnLimits::default(), async {

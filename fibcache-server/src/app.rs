@@ -24,7 +24,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fibcache_core::{fib, Cache};
+use fibcache_core::Cache;
 use http_body_util::Full;
 use hyper::header::{
     HeaderName, HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
@@ -36,6 +36,7 @@ use crate::cache::GuardedCache;
 use crate::engine::{Answer, Engine, Tier};
 use crate::metrics::{self, Metrics, RouteName};
 use crate::openapi;
+pub use crate::settings::{Settings, SettingsBuilder, SettingsError};
 
 mod param;
 pub(crate) use param::parse_n;
@@ -45,46 +46,6 @@ pub type Body = Full<Bytes>;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
-
-/// The per-request settings of the app (the flags of the same names).
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Settings {
-    /// Largest `n` accepted (`--max-n`, at most [`fib::MAX_N`]).
-    pub max_n: u64,
-    /// Key namespace: the key of `n` is this prefix followed by `n` (`--cache-prefix`).
-    pub prefix: String,
-    /// Lifetime of a written entry (`--cache-ttl`).
-    pub ttl: Duration,
-    /// Longest one cache operation may take before it counts as failed (`--cache-timeout`).
-    pub cache_timeout: Duration,
-    /// Computations running at once (`--max-computes`).
-    pub max_computes: usize,
-    /// Longest a computation may run; its waiters then get 504 (`--compute-timeout`).
-    pub compute_timeout: Duration,
-    /// Longest a cold request waits for a computation slot before it gets 503
-    /// (`--queue-wait`).
-    pub queue_wait: Duration,
-    /// Compute each cold `n` once across the instances sharing a store, when a tier offers
-    /// claims (`--cluster-coalescing`; see the `cluster` module).
-    pub cluster_coalescing: bool,
-}
-
-impl Default for Settings {
-    /// The defaults of the command line.
-    fn default() -> Self {
-        Settings {
-            max_n: fib::MAX_N,
-            prefix: "fib:".to_owned(),
-            ttl: Duration::from_secs(15),
-            cache_timeout: Duration::from_millis(250),
-            max_computes: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            compute_timeout: Duration::from_secs(30),
-            queue_wait: Duration::from_millis(100),
-            cluster_coalescing: true,
-        }
-    }
-}
 
 /// The fibcache HTTP application; cheap to clone (clones share the cache, the flights and the
 /// metrics).
@@ -137,18 +98,18 @@ impl App {
         let tiers = tiers
             .into_iter()
             .map(|(name, cache)| {
-                let guard = GuardedCache::new(cache, name, settings.cache_timeout, metrics.clone());
+                let guard = GuardedCache::new(cache, name, settings.cache_timeout(), metrics.clone());
                 Tier::new(guard, &metrics)
             })
             .collect();
-        let max_n = settings.max_n.min(fib::MAX_N);
+        let max_n = settings.max_n();
         App {
             inner: Arc::new(Inner {
                 engine: Engine::new(tiers, &settings, metrics.clone()),
                 draining: AtomicBool::new(false),
                 backend,
                 max_n,
-                compute_timeout: settings.compute_timeout,
+                compute_timeout: settings.compute_timeout(),
                 metrics,
                 openapi: openapi::document(max_n),
             }),

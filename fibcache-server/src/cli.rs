@@ -325,28 +325,25 @@ async fn serve(args: Args, about: About) -> anyhow::Result<()> {
         .cache
         .clone()
         .unwrap_or_else(|| crate::default_backend(&registry).to_owned());
-    let config = Config::default()
-        .with_capacity(args.cache_capacity)
-        .with_op_timeout(args.cache_timeout)
-        .with_max_value_len(const { NonZeroUsize::new(fib::MAX_VALUE_LEN).unwrap() });
+    let max_computes = args
+        .max_computes
+        .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
+    let settings = Settings::builder()
+        .max_n(args.max_n)
+        .prefix(args.cache_prefix.clone())
+        .ttl(args.cache_ttl)
+        .cache_timeout(args.cache_timeout)
+        .max_computes(max_computes)
+        .compute_timeout(args.compute_timeout)
+        .queue_wait(args.queue_wait)
+        .cluster_coalescing(args.cluster_coalescing == Switch::On)
+        .build()
+        .map_err(startup)?;
+    let config = settings.cache_config().with_capacity(args.cache_capacity);
     let tiers = tiers(&registry, &name, &config).await?;
     let addr = resolve(&args.host, args.port)?;
     let listener = bind(addr).map_err(|e| startup(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
-    let max_computes = args
-        .max_computes
-        .map(NonZeroUsize::get)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, NonZeroUsize::get));
-    let settings = Settings {
-        max_n: args.max_n,
-        prefix: args.cache_prefix.clone(),
-        ttl: args.cache_ttl,
-        cache_timeout: args.cache_timeout,
-        max_computes,
-        compute_timeout: args.compute_timeout,
-        queue_wait: args.queue_wait,
-        cluster_coalescing: args.cluster_coalescing == Switch::On,
-    };
     let app = App::tiered(tiers, settings);
     let limits = ConnLimits {
         header_timeout: args.header_timeout,

@@ -157,29 +157,29 @@ impl Engine {
     /// counting into `metrics`.
     pub(crate) fn new(tiers: Vec<Tier>, settings: &Settings, metrics: Arc<Metrics>) -> Self {
         assert!(!tiers.is_empty(), "an engine needs at least one cache tier");
-        let keys = (0..=settings.max_n)
-            .map(|n| format!("{}{n}", settings.prefix))
+        let keys = (0..=settings.max_n())
+            .map(|n| format!("{}{n}", settings.prefix()))
             .collect();
-        let claim_keys = (0..=settings.max_n)
-            .map(|n| format!("{}claim:{n}", settings.prefix))
+        let claim_keys = (0..=settings.max_n())
+            .map(|n| format!("{}claim:{n}", settings.prefix()))
             .collect();
         let claims_at = settings
-            .cluster_coalescing
+            .cluster_coalescing()
             .then(|| tiers.iter().rposition(|tier| tier.guard.offers_claims()))
             .flatten();
         Engine {
             inner: Arc::new(Inner {
                 tiers,
                 claims_at,
-                coalescing: settings.cluster_coalescing,
+                coalescing: settings.cluster_coalescing(),
                 keys,
                 claim_keys,
                 token_seed: crate::cluster::seed(),
-                ttl: settings.ttl,
+                ttl: settings.ttl(),
                 flights: Mutex::new(HashMap::new()),
-                permits: Arc::new(Semaphore::new(settings.max_computes.max(1))),
-                queue_wait: settings.queue_wait,
-                compute_timeout: settings.compute_timeout,
+                permits: Arc::new(Semaphore::new(settings.max_computes().get())),
+                queue_wait: settings.queue_wait(),
+                compute_timeout: settings.compute_timeout(),
                 stop_all: CancellationToken::new(),
                 next_id: AtomicU64::new(0),
                 metrics,

@@ -83,9 +83,11 @@ mod logging;
 pub mod metrics;
 mod openapi;
 pub mod server;
+mod settings;
 mod throttle;
 
-pub use app::{App, Settings};
+pub use app::App;
+pub use settings::{Settings, SettingsBuilder, SettingsError};
 pub use engine::Engine;
 pub use server::{run, ConnLimits};
 

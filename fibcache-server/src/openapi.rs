@@ -106,7 +106,7 @@ mod tests {
         assert_eq!(document["info"]["version"], env!("CARGO_PKG_VERSION"));
         // The file holds the default, so that read alone it describes `fibcache` as shipped.
         let file: Value = serde_json::from_str(DOCUMENT).unwrap();
-        let default = Settings::default().max_n;
+        let default = Settings::default().max_n();
         assert_eq!(file.pointer(MAX_N), Some(&Value::from(default)));
         assert_eq!(
             file.pointer(PATTERN),
@@ -237,10 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_app_serves_its_own_document() {
-        let settings = Settings {
-            max_n: 17,
-            ..Settings::default()
-        };
+        let settings = Settings::builder().max_n(17).build().unwrap();
         let app = App::new(Arc::new(fibcache_core::nop::NopCache), "nop", settings);
         let request = Request::get("/openapi.json")
             .body(Empty::<Bytes>::new())
