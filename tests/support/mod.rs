@@ -264,3 +264,42 @@ pub fn json(resp: &Response) -> serde_json::Value {
     serde_json::from_str(&resp.body)
         .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", resp.body))
 }
+
+/// How often [`eventually`] and [`eventually_async`] look again.
+const POLL_EVERY: Duration = Duration::from_millis(10);
+
+/// Waits for an event: calls `check` until it returns `Some`, every 10 ms, for at most
+/// `limit`, and returns what it found; past `limit` the test fails naming `what`. The one
+/// polling loop of the tests: wait on an outcome (a metric, a log line, a closed socket),
+/// never sleep in its place.
+pub fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(POLL_EVERY);
+    }
+}
+
+/// [`eventually`] for checks that are futures (they run on the test's runtime).
+pub async fn eventually_async<T, F>(what: &str, limit: Duration, mut check: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
