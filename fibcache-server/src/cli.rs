@@ -26,30 +26,82 @@ use crate::logging::LogFormat;
 use crate::server::{bind, run, ConnLimits};
 use crate::{App, Settings};
 
-/// Who the binary is: what `--version` and `--help` show, and the name error lines start with.
+/// Who the binary is: the name its usage line, error lines and shell completions use, and
+/// what `--version` and `--help` show.
 ///
-/// Build it with [`about!`](crate::about), which takes the values from the Cargo package of the
-/// binary that calls it.
+/// Build it with [`about!`](crate::about), which takes the values from the binary that calls
+/// it and its Cargo package.
 #[derive(Debug, Clone, Copy)]
 pub struct About {
-    /// The binary's name (`CARGO_PKG_NAME`).
-    pub name: &'static str,
+    /// The binary's name (`CARGO_BIN_NAME`, else the package's name).
+    name: &'static str,
+    /// The Cargo package that builds the binary (`CARGO_PKG_NAME`): whose features the
+    /// not-compiled-in hint names.
+    package: &'static str,
     /// Its version (`CARGO_PKG_VERSION`).
-    pub version: &'static str,
+    version: &'static str,
     /// Its one-line description (`CARGO_PKG_DESCRIPTION`).
-    pub description: &'static str,
+    description: &'static str,
 }
 
-/// The [`About`] of the Cargo package that invokes it: name, version and description from
-/// its `Cargo.toml`.
+impl About {
+    /// The values [`about!`](crate::about) fills in.
+    #[doc(hidden)]
+    pub const fn new(
+        name: &'static str,
+        package: &'static str,
+        version: &'static str,
+        description: &'static str,
+    ) -> Self {
+        About {
+            name,
+            package,
+            version,
+            description,
+        }
+    }
+
+    /// The binary's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The Cargo package that builds it.
+    pub fn package(&self) -> &'static str {
+        self.package
+    }
+
+    /// Its version.
+    pub fn version(&self) -> &'static str {
+        self.version
+    }
+
+    /// Its one-line description.
+    pub fn description(&self) -> &'static str {
+        self.description
+    }
+}
+
+/// The [`About`] of the binary that invokes it: its name (`CARGO_BIN_NAME`, so a binary named
+/// unlike its package shows its own name), and the version and description of its package.
+///
+/// ```
+/// let about = fibcache_server::about!();
+/// assert_eq!(about.package(), "fibcache-server");
+/// assert_eq!(about.version(), env!("CARGO_PKG_VERSION"));
+/// ```
 #[macro_export]
 macro_rules! about {
     () => {
-        $crate::cli::About {
-            name: ::std::env!("CARGO_PKG_NAME"),
-            version: ::std::env!("CARGO_PKG_VERSION"),
-            description: ::std::env!("CARGO_PKG_DESCRIPTION"),
-        }
+        $crate::cli::About::new(
+            match ::std::option_env!("CARGO_BIN_NAME") {
+                ::std::option::Option::Some(name) => name,
+                ::std::option::Option::None => ::std::env!("CARGO_PKG_NAME"),
+            },
+            ::std::env!("CARGO_PKG_NAME"),
+            ::std::env!("CARGO_PKG_VERSION"),
+            ::std::env!("CARGO_PKG_DESCRIPTION"),
+        )
     };
 }
 
@@ -285,8 +337,14 @@ pub fn main(about: About) -> ExitCode {
 }
 
 /// The registry of this binary: built-in backends, then plugins.
-fn registry(plugins: &[PathBuf]) -> anyhow::Result<Registry> {
+fn registry(plugins: &[PathBuf], about: About) -> anyhow::Result<Registry> {
     let mut registry = crate::backends().map_err(startup)?;
+    if about.package == "fibcache" {
+        // The `fibcache` package forwards the backends' features under their own names.
+        for (name, feature) in fibcache_backends::OPTIONAL {
+            registry.note_optional(name, feature);
+        }
+    }
     load_plugins(plugins, &mut registry)?;
     Ok(registry)
 }
@@ -309,7 +367,7 @@ fn load_plugins(plugins: &[PathBuf], _registry: &mut Registry) -> anyhow::Result
 }
 
 async fn serve(args: Args, about: About) -> anyhow::Result<()> {
-    let registry = registry(&args.plugins)?;
+    let registry = registry(&args.plugins, about)?;
     if args.list_backends {
         for backend in registry.iter() {
             println!(
