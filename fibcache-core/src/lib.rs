@@ -85,7 +85,7 @@ pub mod registry;
 pub use async_trait::async_trait;
 pub use cache::{Cache, Claims, Expiry};
 pub use error::{BoxError, Error, ErrorKind, RegistryError, RegistryErrorKind, Result};
-pub use registry::{Backend, Config, Descriptor, Origin, Registry};
+pub use registry::{Backend, Config, Descriptor, Origin, Registry, DEFAULT_MAX_VALUE_LEN};
 
 /// The version of this crate, which a plugin and its host must agree on.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

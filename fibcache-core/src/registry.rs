@@ -59,7 +59,8 @@ use crate::{Cache, RegistryError, Result};
 ///     .with_var("REDIS_URL", "redis://127.0.0.1:6379");
 /// assert_eq!(config.capacity().get(), 500);
 /// assert_eq!(config.max_value_len().map(NonZeroUsize::get), Some(19));
-/// assert_eq!(Config::default().max_value_len(), None);
+/// // Bounded by default: a huge value planted in a shared store is never read whole.
+/// assert_eq!(Config::default().max_value_len(), NonZeroUsize::new(1 << 20));
 /// assert_eq!(config.var("REDIS_URL").as_deref(), Some("redis://127.0.0.1:6379"));
 /// ```
 #[derive(Clone)]
@@ -69,22 +70,27 @@ pub struct Config {
     /// Longest one operation may take before the caller counts it as failed
     /// (`--cache-timeout`).
     op_timeout: Duration,
-    /// Longest stored value worth reading; `None`: no bound. Only a backend that can refuse a
-    /// value without transferring it reads this, so that a huge value planted in a shared
-    /// store costs the reader neither memory nor time.
+    /// Longest stored value worth reading ([`DEFAULT_MAX_VALUE_LEN`] unless set); `None`: no
+    /// bound. Only a backend that can refuse a value without transferring it reads this, so
+    /// that a huge value planted in a shared store costs the reader neither memory nor time.
     max_value_len: Option<NonZeroUsize>,
     /// Backend-specific settings set explicitly; looked up before the process environment.
     vars: BTreeMap<String, String>,
 }
 
+/// The longest value a [`Config::default`] lets a backend read: 1 MiB. A caller that knows its
+/// values are shorter sets its own bound (the fibcache server: 20 bytes).
+pub const DEFAULT_MAX_VALUE_LEN: NonZeroUsize = NonZeroUsize::new(1 << 20).unwrap();
+
 impl Default for Config {
-    /// Capacity 10 000, operation timeout 250 ms, no bound on value sizes, no explicit
-    /// settings.
+    /// Capacity 10 000, operation timeout 250 ms, values of at most
+    /// [`DEFAULT_MAX_VALUE_LEN`], no explicit settings: bounded in time and memory without
+    /// being told.
     fn default() -> Self {
         Config {
             capacity: NonZeroUsize::new(10_000).expect("non-zero"),
             op_timeout: Duration::from_millis(250),
-            max_value_len: None,
+            max_value_len: Some(DEFAULT_MAX_VALUE_LEN),
             vars: BTreeMap::new(),
         }
     }
@@ -103,8 +109,8 @@ impl Config {
         self
     }
 
-    /// Bounds the length of the values worth reading: a backend that can refuses a stored value
-    /// longer than `max` bytes without transferring it (a [`Backend`](crate::ErrorKind::Backend) error naming the
+    /// Bounds the length of the values worth reading (by default [`DEFAULT_MAX_VALUE_LEN`]): a
+    /// backend that can refuses a stored value longer than `max` bytes without transferring it (a [`Backend`](crate::ErrorKind::Backend) error naming the
     /// length), so a planted huge value costs neither memory nor time. Backends that hold only
     /// what their caller wrote (`memory`, `nop`) ignore it.
     pub fn with_max_value_len(mut self, max: NonZeroUsize) -> Self {
@@ -131,7 +137,7 @@ impl Config {
     }
 
     /// The longest stored value a backend should read, if bounded (see
-    /// [`Config::with_max_value_len`]); `None`, the default, means no bound.
+    /// [`Config::with_max_value_len`]; [`DEFAULT_MAX_VALUE_LEN`] unless set).
     pub fn max_value_len(&self) -> Option<NonZeroUsize> {
         self.max_value_len
     }

@@ -236,8 +236,9 @@ pub(crate) struct FfiConfig {
     vars: *const FfiVar,
     /// How many variables `vars` points to.
     vars_len: usize,
-    /// [`Config::max_value_len`], 0 for no bound. Appended to ABI version 2: a host built
-    /// before it writes a struct that ends at `vars_len`, and a plugin reads that as 0.
+    /// [`Config::max_value_len`], 0 for "not said" (the plugin keeps the default bound).
+    /// Appended to ABI version 2: a host built before it writes a struct that ends at
+    /// `vars_len`, and a plugin reads that as 0.
     max_value_len: usize,
 }
 
@@ -353,11 +354,11 @@ mod tests {
         assert_eq!(back.explicit_vars().count(), 2);
         assert_eq!(back.max_value_len(), NonZeroUsize::new(19));
 
-        let unbounded = Config::default();
-        let view = ConfigView::new(&unbounded);
+        let defaults = Config::default();
+        let view = ConfigView::new(&defaults);
         // SAFETY: as above.
         let back = unsafe { read_extensible(view.as_ffi()).unwrap().to_config() };
-        assert_eq!(back.max_value_len(), None);
+        assert_eq!(back.max_value_len(), Some(crate::registry::DEFAULT_MAX_VALUE_LEN));
     }
 
     /// An `FfiConfig` as a host built before `max_value_len` was appended writes it.
@@ -371,7 +372,7 @@ mod tests {
     }
 
     #[test]
-    fn a_config_written_without_the_bound_reads_as_no_bound() {
+    fn a_config_written_without_the_bound_reads_as_the_default_bound() {
         let old = BeforeMaxValueLen {
             size: size_of::<BeforeMaxValueLen>(),
             capacity: 77,
@@ -388,7 +389,7 @@ mod tests {
                 .unwrap()
                 .to_config()
         };
-        assert_eq!(back.max_value_len(), None);
+        assert_eq!(back.max_value_len(), Some(crate::registry::DEFAULT_MAX_VALUE_LEN));
         assert_eq!(back.capacity().get(), 77);
         assert_eq!(back.op_timeout(), Duration::from_millis(1500));
     }
