@@ -50,7 +50,11 @@ fn config_for(url: &str) -> Config {
 /// Creates the `redis` backend by name, as the server does.
 async fn create(config: &Config) -> Result<Arc<dyn Cache>> {
     let registry = Registry::new().expect("no duplicate backends");
-    registry.get("redis").expect("redis is compiled in").create(config).await
+    registry
+        .get("redis")
+        .expect("redis is compiled in")
+        .create(config)
+        .await
 }
 
 /// `fut`, which must finish: a backend that hangs fails the test instead of stalling it. The
@@ -96,7 +100,9 @@ fn config_message(err: &Error, secret: &str) -> String {
     assert!(!text.contains(secret), "the password leaked: {text}");
     assert!(err.is_config(), "expected a config error, got {err:?}");
     assert_eq!(err.backend_name(), "redis");
-    err.message().expect("a config error has a message").to_owned()
+    err.message()
+        .expect("a config error has a message")
+        .to_owned()
 }
 
 /// Whether `result` is the failure of a Redis that is down or does not answer.

@@ -148,8 +148,9 @@ async fn unknown_and_not_compiled_errors_from_the_api() {
     assert_eq!(err.kind(), RegistryErrorKind::NotCompiledIn, "{err}");
     assert_eq!(err.feature(), Some("imagination"));
     assert!(
-        err.to_string()
-            .starts_with("backend `imaginary` is not compiled in; rebuild with `--features imagination`"),
+        err.to_string().starts_with(
+            "backend `imaginary` is not compiled in; rebuild with `--features imagination`"
+        ),
         "{err}"
     );
 }

@@ -474,7 +474,11 @@ impl Registry {
     ///
     /// # Errors
     /// Those of [`Registry::get`], then [`RegistryErrorKind::Create`] with the factory's error.
-    pub async fn create(&self, name: &str, config: &Config) -> Result<Arc<dyn Cache>, RegistryError> {
+    pub async fn create(
+        &self,
+        name: &str,
+        config: &Config,
+    ) -> Result<Arc<dyn Cache>, RegistryError> {
         self.get(name)?
             .create(config)
             .await

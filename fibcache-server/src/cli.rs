@@ -20,90 +20,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
-use fibcache_core::{fib, Cache, Config, Registry};
+use fibcache_core::{Cache, Config, Registry};
+
+mod about;
+mod settings_args;
+
+pub use about::About;
+pub use settings_args::SettingsArgs;
 
 use crate::logging::LogFormat;
 use crate::server::{bind, run, ConnLimits};
-use crate::{App, Settings};
-
-/// Who the binary is: the name its usage line, error lines and shell completions use, and
-/// what `--version` and `--help` show.
-///
-/// Build it with [`about!`](crate::about), which takes the values from the binary that calls
-/// it and its Cargo package.
-#[derive(Debug, Clone, Copy)]
-pub struct About {
-    /// The binary's name (`CARGO_BIN_NAME`, else the package's name).
-    name: &'static str,
-    /// The Cargo package that builds the binary (`CARGO_PKG_NAME`): whose features the
-    /// not-compiled-in hint names.
-    package: &'static str,
-    /// Its version (`CARGO_PKG_VERSION`).
-    version: &'static str,
-    /// Its one-line description (`CARGO_PKG_DESCRIPTION`).
-    description: &'static str,
-}
-
-impl About {
-    /// The values [`about!`](crate::about) fills in.
-    #[doc(hidden)]
-    pub const fn new(
-        name: &'static str,
-        package: &'static str,
-        version: &'static str,
-        description: &'static str,
-    ) -> Self {
-        About {
-            name,
-            package,
-            version,
-            description,
-        }
-    }
-
-    /// The binary's name.
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
-    /// The Cargo package that builds it.
-    pub fn package(&self) -> &'static str {
-        self.package
-    }
-
-    /// Its version.
-    pub fn version(&self) -> &'static str {
-        self.version
-    }
-
-    /// Its one-line description.
-    pub fn description(&self) -> &'static str {
-        self.description
-    }
-}
-
-/// The [`About`] of the binary that invokes it: its name (`CARGO_BIN_NAME`, so a binary named
-/// unlike its package shows its own name), and the version and description of its package.
-///
-/// ```
-/// let about = fibcache_server::about!();
-/// assert_eq!(about.package(), "fibcache-server");
-/// assert_eq!(about.version(), env!("CARGO_PKG_VERSION"));
-/// ```
-#[macro_export]
-macro_rules! about {
-    () => {
-        $crate::cli::About::new(
-            match ::std::option_env!("CARGO_BIN_NAME") {
-                ::std::option::Option::Some(name) => name,
-                ::std::option::Option::None => ::std::env!("CARGO_PKG_NAME"),
-            },
-            ::std::env!("CARGO_PKG_NAME"),
-            ::std::env!("CARGO_PKG_VERSION"),
-            ::std::env!("CARGO_PKG_DESCRIPTION"),
-        )
-    };
-}
+use crate::App;
+use settings_args::duration;
 
 /// The flags; name, version and description come from the [`About`] given to [`main`].
 #[derive(Debug, Parser)]
@@ -117,43 +45,9 @@ struct Args {
     #[arg(long, env = "FIB_PORT", default_value_t = 8080)]
     port: u16,
 
-    /// Cache backend, by name, or tiers nearest first joined by `+` (memory+redis)
-    /// [default: memory if compiled in, else nop].
-    #[arg(long, env = "FIB_CACHE")]
-    cache: Option<String>,
-
-    /// Lifetime of a cached entry (e.g. 500ms, 15s, 1h).
-    #[arg(long, env = "FIB_CACHE_TTL", default_value = "15s", value_parser = duration)]
-    cache_ttl: Duration,
-
-    /// Most entries the memory backend keeps (least recently used goes first).
-    #[arg(long, env = "FIB_CACHE_CAPACITY", default_value = "10000")]
-    cache_capacity: NonZeroUsize,
-
-    /// Key namespace in shared stores: the key of n is this prefix followed by n (fib:30).
-    #[arg(long, env = "FIB_CACHE_PREFIX", default_value = "fib:")]
-    cache_prefix: String,
-
-    /// Longest one cache operation may take; past it the request computes instead.
-    #[arg(long, env = "FIB_CACHE_TIMEOUT", default_value = "250ms", value_parser = duration)]
-    cache_timeout: Duration,
-
-    /// Largest n accepted (at most 92: fib(92) is the largest that fits an i64).
-    #[arg(long, env = "FIB_MAX_N", default_value_t = fib::MAX_N,
-          value_parser = clap::value_parser!(u64).range(0..=fib::MAX_N))]
-    max_n: u64,
-
-    /// Computations running at once [default: number of CPUs].
-    #[arg(long, env = "FIB_MAX_COMPUTES")]
-    max_computes: Option<NonZeroUsize>,
-
-    /// A computation running longer is cancelled; its waiters get 504.
-    #[arg(long, env = "FIB_COMPUTE_TIMEOUT", default_value = "30s", value_parser = duration)]
-    compute_timeout: Duration,
-
-    /// Longest a cold request waits for a free computation slot before it gets 503.
-    #[arg(long, env = "FIB_QUEUE_WAIT", default_value = "100ms", value_parser = duration)]
-    queue_wait: Duration,
+    /// The per-request settings and the backend.
+    #[command(flatten)]
+    settings: SettingsArgs,
 
     /// A client that has not sent its request head by then is dropped; an idle keep-alive
     /// connection is closed after the same time.
@@ -187,11 +81,6 @@ struct Args {
     #[arg(long = "plugin", env = "FIB_CACHE_PLUGIN", value_delimiter = ':')]
     plugins: Vec<PathBuf>,
 
-    /// Compute each cold n once across the instances sharing a store, where a cache tier
-    /// offers claims (Redis).
-    #[arg(long, env = "FIB_CLUSTER_COALESCING", value_enum, default_value_t = Switch::On)]
-    cluster_coalescing: Switch,
-
     /// Print the available backends, one a line (name, origin, summary), and exit.
     #[arg(long)]
     list_backends: bool,
@@ -199,13 +88,6 @@ struct Args {
     /// Print a completion script for this shell and exit.
     #[arg(long, value_enum, value_name = "SHELL")]
     completions: Option<Shell>,
-}
-
-/// A setting that is on or off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Switch {
-    On,
-    Off,
 }
 
 /// The shells `--completions` writes a script for.
@@ -231,12 +113,12 @@ fn command(about: About) -> clap::Command {
     // `fibcache 0.2.0 (memory, redis, dynamic)`: which build this is, at a glance. Leaked once:
     // clap wants a `'static` string and the process has one command line.
     let version: &'static str =
-        Box::leak(format!("{} ({})", about.version, crate::features_summary()).into_boxed_str());
+        Box::leak(format!("{} ({})", about.version(), crate::features_summary()).into_boxed_str());
     Args::command()
-        .name(about.name)
-        .bin_name(about.name)
+        .name(about.name())
+        .bin_name(about.name())
         .version(version)
-        .about(about.description)
+        .about(about.description())
         // A variable set to the empty string counts as unset (`FIB_CACHE=` is no backend
         // named ""), as backend settings read through `Config::var` do.
         .mut_args(|arg| match arg.get_env() {
@@ -245,10 +127,6 @@ fn command(about: About) -> clap::Command {
             }
             _ => arg,
         })
-}
-
-fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (use e.g. 500ms, 15s, 1h)"))
 }
 
 /// A start-up failure: printed as one line, exit status 2.
@@ -287,7 +165,7 @@ pub fn main(about: About) -> ExitCode {
                 .find_map(|line| line.trim().strip_prefix("tip: "))
                 .map(|tip| format!("; {tip}"))
                 .unwrap_or_default();
-            eprintln!("{}: error: {first}{tip} (see --help)", about.name);
+            eprintln!("{}: error: {first}{tip} (see --help)", about.name());
             return ExitCode::from(2);
         }
     };
@@ -295,7 +173,7 @@ pub fn main(about: About) -> ExitCode {
         clap_complete::generate(
             clap_complete::Shell::from(shell),
             &mut command(about),
-            about.name,
+            about.name(),
             &mut std::io::stdout(),
         );
         return ExitCode::SUCCESS;
@@ -303,7 +181,7 @@ pub fn main(about: About) -> ExitCode {
     let _guard = match crate::logging::init(&args.log_level, args.log_format) {
         Ok(guard) => guard,
         Err(err) => {
-            eprintln!("{}: error: {err:#}", about.name);
+            eprintln!("{}: error: {err:#}", about.name());
             return ExitCode::from(2);
         }
     };
@@ -315,7 +193,7 @@ pub fn main(about: About) -> ExitCode {
         Err(err) => {
             eprintln!(
                 "{}: error: cannot start the async runtime: {err}",
-                about.name
+                about.name()
             );
             return ExitCode::FAILURE;
         }
@@ -330,7 +208,7 @@ pub fn main(about: About) -> ExitCode {
             let code = if err.is::<Startup>() { 2 } else { 1 };
             // Flush what was logged before the error, so the error is the last line.
             drop(_guard);
-            eprintln!("{}: error: {err:#}", about.name);
+            eprintln!("{}: error: {err:#}", about.name());
             ExitCode::from(code)
         }
     }
@@ -339,7 +217,7 @@ pub fn main(about: About) -> ExitCode {
 /// The registry of this binary: built-in backends, then plugins.
 fn registry(plugins: &[PathBuf], about: About) -> anyhow::Result<Registry> {
     let mut registry = crate::backends().map_err(startup)?;
-    if about.package == "fibcache" {
+    if about.package() == "fibcache" {
         // The `fibcache` package forwards the backends' features under their own names.
         for (name, feature) in fibcache_backends::OPTIONAL {
             registry.note_optional(name, feature);
@@ -379,29 +257,18 @@ async fn serve(args: Args, about: About) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let name = args
-        .cache
-        .clone()
-        .unwrap_or_else(|| crate::default_backend(&registry).to_owned());
-    let max_computes = args
-        .max_computes
-        .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
-    let settings = Settings::builder()
-        .max_n(args.max_n)
-        .prefix(args.cache_prefix.clone())
-        .ttl(args.cache_ttl)
-        .cache_timeout(args.cache_timeout)
-        .max_computes(max_computes)
-        .compute_timeout(args.compute_timeout)
-        .queue_wait(args.queue_wait)
-        .cluster_coalescing(args.cluster_coalescing == Switch::On)
-        .build()
-        .map_err(startup)?;
-    let config = settings.cache_config().with_capacity(args.cache_capacity);
+    let name = match args.settings.cache() {
+        Some(spec) => spec.to_owned(),
+        None => crate::default_backend(&registry).to_owned(),
+    };
+    let settings = args.settings.settings().map_err(startup)?;
+    let config = args.settings.cache_config();
     let tiers = tiers(&registry, &name, &config).await?;
     let addr = resolve(&args.host, args.port)?;
     let listener = bind(addr).map_err(|e| startup(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
+    let max_n = settings.max_n();
+    let max_computes = settings.max_computes();
     let app = App::tiered(tiers, settings);
     let limits = ConnLimits {
         header_timeout: args.header_timeout,
@@ -413,14 +280,14 @@ async fn serve(args: Args, about: About) -> anyhow::Result<()> {
         tracing::info!(
             addr = %local,
             backend = %name,
-            max_n = args.max_n,
+            max_n,
             max_computes,
             "listening"
         );
     } else {
         // With `--port 0` the operator has no other way to learn the port: say it even when
         // the log level hides info lines.
-        eprintln!("{}: listening addr={local} backend={name}", about.name);
+        eprintln!("{}: listening addr={local} backend={name}", about.name());
     }
     run(listener, app, limits, shutdown_signal()).await;
     tracing::info!("stopped");

@@ -358,7 +358,10 @@ mod tests {
         let view = ConfigView::new(&defaults);
         // SAFETY: as above.
         let back = unsafe { read_extensible(view.as_ffi()).unwrap().to_config() };
-        assert_eq!(back.max_value_len(), Some(crate::registry::DEFAULT_MAX_VALUE_LEN));
+        assert_eq!(
+            back.max_value_len(),
+            Some(crate::registry::DEFAULT_MAX_VALUE_LEN)
+        );
     }
 
     /// An `FfiConfig` as a host built before `max_value_len` was appended writes it.
@@ -389,7 +392,10 @@ mod tests {
                 .unwrap()
                 .to_config()
         };
-        assert_eq!(back.max_value_len(), Some(crate::registry::DEFAULT_MAX_VALUE_LEN));
+        assert_eq!(
+            back.max_value_len(),
+            Some(crate::registry::DEFAULT_MAX_VALUE_LEN)
+        );
         assert_eq!(back.capacity().get(), 77);
         assert_eq!(back.op_timeout(), Duration::from_millis(1500));
     }
