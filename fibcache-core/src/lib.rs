@@ -19,6 +19,8 @@
 //! - `plugin` (feature `plugin`): the C-ABI boundary for backends loaded from shared
 //!   libraries, both sides of it: `export_plugin!` for plugin authors, `load_plugins` for the
 //!   host.
+//! - `testing` (feature `testing`): the conformance suite every backend must pass, for a
+//!   backend's own tests.
 //!
 //! # Unsafe code
 //! The crate denies `unsafe` everywhere but in `plugin`, which holds every FFI type and every
@@ -81,6 +83,9 @@ pub mod nop;
 #[allow(unsafe_code)]
 pub mod plugin;
 pub mod registry;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 pub use async_trait::async_trait;
 pub use cache::{Cache, Claims, Expiry};
