@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
-use fibcache_core::{Cache, Config, Registry};
+use fibcache_core::{Cache, Config, Descriptor, Registry};
 
 mod about;
 mod settings_args;
@@ -141,6 +141,20 @@ fn startup(err: impl std::fmt::Display) -> anyhow::Error {
 /// Runs the server binary described by `about`: parses the command line, starts the server,
 /// and returns the process exit code (0 after a graceful shutdown, 2 for a start-up failure).
 pub fn main(about: About) -> ExitCode {
+    main_with(about, &[])
+}
+
+/// [`main`], with `backends` added to the registry by their descriptors: the way to serve a
+/// backend of a library crate that the binary would otherwise not reference, which the linker
+/// then cannot drop (see [`Registry::with`]).
+///
+/// ```no_run
+/// # mod my_backends { pub static MINE: &fibcache_core::Descriptor = &fibcache_core::nop::NOP; }
+/// fn main() -> std::process::ExitCode {
+///     fibcache_server::cli::main_with(fibcache_server::about!(), &[my_backends::MINE])
+/// }
+/// ```
+pub fn main_with(about: About, backends: &[&'static Descriptor]) -> ExitCode {
     let args = match command(about)
         .try_get_matches()
         .and_then(|matches| Args::from_arg_matches(&matches))
@@ -198,7 +212,7 @@ pub fn main(about: About) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(serve(args, about));
+    let result = runtime.block_on(serve(args, about, backends));
     // Computations still running after the grace period were cancelled and stop within
     // milliseconds; do not wait on anything longer than that.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -215,8 +229,15 @@ pub fn main(about: About) -> ExitCode {
 }
 
 /// The registry of this binary: built-in backends, then plugins.
-fn registry(plugins: &[PathBuf], about: About) -> anyhow::Result<Registry> {
+fn registry(
+    plugins: &[PathBuf],
+    about: About,
+    backends: &[&'static Descriptor],
+) -> anyhow::Result<Registry> {
     let mut registry = crate::backends().map_err(startup)?;
+    for descriptor in backends {
+        registry = registry.with(descriptor).map_err(startup)?;
+    }
     if about.package() == "fibcache" {
         // The `fibcache` package forwards the backends' features under their own names.
         for (name, feature) in fibcache_backends::OPTIONAL {
@@ -244,8 +265,8 @@ fn load_plugins(plugins: &[PathBuf], _registry: &mut Registry) -> anyhow::Result
     }
 }
 
-async fn serve(args: Args, about: About) -> anyhow::Result<()> {
-    let registry = registry(&args.plugins, about)?;
+async fn serve(args: Args, about: About, backends: &[&'static Descriptor]) -> anyhow::Result<()> {
+    let registry = registry(&args.plugins, about, backends)?;
     if args.list_backends {
         for backend in registry.iter() {
             println!(
