@@ -432,3 +432,30 @@ impl Drop for CutShort<'_> {
             .request(self.route, CUT_SHORT, elapsed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_dropped_unanswered_by_an_outer_layer_is_counted_as_cut_short() {
+        let app = App::new(
+            Arc::new(fibcache_core::nop::NopCache),
+            "nop",
+            Settings::default(),
+        );
+        let request = Request::get("/fib/35").body(()).unwrap();
+        let mut answer = Box::pin(app.handle(request));
+        // Polled once: the computation is under way, so there is no answer yet.
+        let first = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await;
+        assert!(first.is_pending());
+        drop(answer);
+        let text = app.metrics().encode();
+        assert!(
+            text.contains(r#"fibcache_requests_total{route="/fib",status="499"} 1"#),
+            "{text}"
+        );
+    }
+}
