@@ -152,9 +152,9 @@ impl Config {
         .filter(|v| !v.is_empty())
     }
 
-    /// The settings set explicitly with [`Config::with_var`], in name order.
-    #[cfg_attr(not(feature = "plugin"), allow(dead_code))]
-    pub(crate) fn explicit_vars(&self) -> impl Iterator<Item = (&str, &str)> {
+    /// The settings set explicitly with [`Config::with_var`], in name order: what a backend
+    /// that cannot read the process environment (a plugin, a sandboxed component) receives.
+    pub fn explicit_vars(&self) -> impl Iterator<Item = (&str, &str)> {
         self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
@@ -196,6 +196,11 @@ pub enum Origin {
         /// The library's path as given on the command line.
         path: String,
     },
+    /// Loaded at run time from a WebAssembly component (`fibcache-wasm`).
+    Wasm {
+        /// The component's path as given on the command line.
+        path: String,
+    },
 }
 
 impl fmt::Display for Origin {
@@ -203,6 +208,7 @@ impl fmt::Display for Origin {
         match self {
             Origin::Static { krate } => write!(f, "static:{krate}"),
             Origin::Plugin { path } => write!(f, "plugin:{path}"),
+            Origin::Wasm { path } => write!(f, "wasm:{path}"),
         }
     }
 }

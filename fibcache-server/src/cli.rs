@@ -76,10 +76,16 @@ struct Args {
     #[arg(long, env = "FIB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 
-    /// Shared library to load backends from (feature `dynamic`); repeatable, `:`-separated in
-    /// the environment variable.
+    /// Shared library (feature `dynamic`) or WebAssembly component `.wasm` (feature `wasm`) to
+    /// load backends from; repeatable, `:`-separated in the environment variable.
     #[arg(long = "plugin", env = "FIB_CACHE_PLUGIN", value_delimiter = ':')]
     plugins: Vec<PathBuf>,
+
+    /// Memory cap of each WebAssembly plugin instance (e.g. 64MiB, 512KiB); a guest that grows
+    /// past it traps, and its call is a miss.
+    #[cfg(feature = "wasm")]
+    #[arg(long, env = "FIB_WASM_MAX_MEMORY", default_value = "64MiB", value_parser = fibcache_wasm::parse_size)]
+    wasm_max_memory: usize,
 
     /// Print the available backends, one a line (name, origin, summary), and exit.
     #[arg(long)]
@@ -230,7 +236,7 @@ pub fn main_with(about: About, backends: &[&'static Descriptor]) -> ExitCode {
 
 /// The registry of this binary: built-in backends, then plugins.
 fn registry(
-    plugins: &[PathBuf],
+    args: &Args,
     about: About,
     backends: &[&'static Descriptor],
 ) -> anyhow::Result<Registry> {
@@ -244,17 +250,29 @@ fn registry(
             registry.note_optional(name, feature);
         }
     }
-    load_plugins(plugins, &mut registry)?;
+    load_plugins(args, &mut registry)?;
     Ok(registry)
 }
 
+/// Loads every `--plugin`: `.wasm` files as WebAssembly components, others as shared
+/// libraries; either kind without its feature is a start-up error naming the feature.
+fn load_plugins(args: &Args, registry: &mut Registry) -> anyhow::Result<()> {
+    let (wasm, native): (Vec<PathBuf>, Vec<PathBuf>) = args
+        .plugins
+        .iter()
+        .cloned()
+        .partition(|path| path.extension().is_some_and(|ext| ext == "wasm"));
+    load_native(&native, registry)?;
+    load_wasm(args, &wasm, registry)
+}
+
 #[cfg(feature = "dynamic")]
-fn load_plugins(plugins: &[PathBuf], registry: &mut Registry) -> anyhow::Result<()> {
+fn load_native(plugins: &[PathBuf], registry: &mut Registry) -> anyhow::Result<()> {
     fibcache_core::plugin::load_plugins(plugins, registry).map_err(startup)
 }
 
 #[cfg(not(feature = "dynamic"))]
-fn load_plugins(plugins: &[PathBuf], _registry: &mut Registry) -> anyhow::Result<()> {
+fn load_native(plugins: &[PathBuf], _registry: &mut Registry) -> anyhow::Result<()> {
     match plugins.first() {
         None => Ok(()),
         Some(path) => Err(startup(format!(
@@ -265,8 +283,26 @@ fn load_plugins(plugins: &[PathBuf], _registry: &mut Registry) -> anyhow::Result
     }
 }
 
+#[cfg(feature = "wasm")]
+fn load_wasm(args: &Args, plugins: &[PathBuf], registry: &mut Registry) -> anyhow::Result<()> {
+    let limits = fibcache_wasm::Limits::default().with_max_memory(args.wasm_max_memory);
+    fibcache_wasm::load_plugins(plugins, registry, &limits).map_err(startup)
+}
+
+#[cfg(not(feature = "wasm"))]
+fn load_wasm(_args: &Args, plugins: &[PathBuf], _registry: &mut Registry) -> anyhow::Result<()> {
+    match plugins.first() {
+        None => Ok(()),
+        Some(path) => Err(startup(format!(
+            "cannot load WebAssembly plugin {}: this binary was built without WebAssembly \
+             support; rebuild with `--features wasm`",
+            path.display()
+        ))),
+    }
+}
+
 async fn serve(args: Args, about: About, backends: &[&'static Descriptor]) -> anyhow::Result<()> {
-    let registry = registry(&args.plugins, about, backends)?;
+    let registry = registry(&args, about, backends)?;
     if args.list_backends {
         for backend in registry.iter() {
             println!(
