@@ -92,6 +92,9 @@ pub fn features() -> Vec<&'static str> {
     if cfg!(feature = "dynamic") {
         features.push("dynamic");
     }
+    if cfg!(feature = "wasm") {
+        features.push("wasm");
+    }
     features
 }
 
@@ -183,4 +186,28 @@ impl Spread {
         let Spread { median, min, max } = self;
         format!("{median:.decimals$} ({min:.decimals$}–{max:.decimals$})")
     }
+}
+
+/// The component of the WebAssembly guest `package` (`guests/<package>`), built for
+/// `wasm32-wasip2` in release if it is not up to date.
+pub fn wasm_guest(package: &str) -> Result<PathBuf, String> {
+    let guests = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests");
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
+        .arg("--manifest-path")
+        .arg(guests.join("Cargo.toml"))
+        .args(["--package", package])
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "building the guest {package} failed (the target: rustup target add \
+             wasm32-wasip2):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(guests.join(format!(
+        "target/wasm32-wasip2/release/{}.wasm",
+        package.replace('-', "_")
+    )))
 }

@@ -6,6 +6,7 @@
 //! FIBCACHE_BENCH_ROUNDS=3 scripts/bench.sh memory    # 3 rounds of the rows named *memory*
 //! cargo bench --bench http                           # reference, nop, memory (two log levels)
 //! cargo bench --bench http --features redis,dynamic  # ... plus redis and the plugin memcache
+//! cargo bench --bench http --features wasm,dynamic -- memory memcache wasm  # the three kinds
 //! ```
 //!
 //! One process per row, started once and killed by its PID at the end, also on error: the
@@ -15,7 +16,8 @@
 //! manager), `memory-log-error` (`--log-level error`), `redis` (feature `redis`, against a
 //! `redis-server` started on a free loopback port), `memory+redis` (a memory tier in front of
 //! that Redis: after the first request, every hit comes from memory) and `memcache` (feature
-//! `dynamic`: the example plugin, built if missing). Every row serves `GET /fib/10`, the
+//! `dynamic`: the example plugin, built if missing) and `wasm` (feature `wasm`: the WebAssembly
+//! guest `guests/memcache`, built if missing). Every row serves `GET /fib/10`, the
 //! reference's body, so every measured fibcache request is a hit (except with `nop`).
 //!
 //! Each row is checked (200 and that body) and warmed up; then each round drives every row
@@ -183,6 +185,18 @@ fn run(filters: &[&str]) -> Result<()> {
             &library.display().to_string(),
         ];
         rows.push(fibcache("memcache", "fibcache plugin `memcache`", &args));
+    }
+    #[cfg(feature = "wasm")]
+    if wanted("wasm") {
+        eprintln!("building the WebAssembly guests (if needed) ...");
+        let component = common::wasm_guest("memcache")?;
+        let args = [
+            "--cache",
+            "memcache",
+            "--plugin",
+            &component.display().to_string(),
+        ];
+        rows.push(fibcache("wasm", "fibcache WebAssembly `memcache`", &args));
     }
     rows.retain(|row| row.key == "reference" || wanted(row.key));
 
