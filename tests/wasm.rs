@@ -11,7 +11,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use fibcache_core::{Config, Origin, Registry};
@@ -405,4 +406,151 @@ async fn each_cache_of_a_component_is_an_instance_of_its_own() {
         assert_eq!(a.get("k").await.unwrap().as_deref(), Some("1"));
         assert_eq!(b.get("k").await.unwrap(), None);
     }
+}
+
+// Reloading (SIGHUP).
+
+/// A copy of the guest `name` in a directory of this test's own, to change at will.
+fn scratch_copy(name: &str, test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fibcache-wasm-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::copy(guest(name), &path).unwrap();
+    path
+}
+
+/// Appends a custom section (id 0) to a component: the same guest, a different file.
+fn append_custom_section(path: &Path, payload: &str) {
+    let name = b"fibcache-test";
+    let size = 1 + name.len() + payload.len();
+    assert!(size < 128, "one-byte LEB128 sizes only");
+    let mut section = vec![0u8, size as u8, name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(payload.as_bytes());
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes.extend_from_slice(&section);
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn outcomes(reloads: &[fibcache_wasm::Reload]) -> Vec<&'static str> {
+    reloads.iter().map(|r| r.outcome.label()).collect()
+}
+
+#[tokio::test]
+async fn a_reload_swaps_a_changed_component_and_keeps_the_old_one_on_failure() {
+    let path = scratch_copy("memcache", "reload");
+    let mut registry = Registry::new().unwrap();
+    let mut plugins = load_plugins(
+        std::slice::from_ref(&path),
+        &mut registry,
+        &Limits::default(),
+    )
+    .unwrap();
+    let cache = registry
+        .create("memcache", &Config::default())
+        .await
+        .unwrap();
+    cache.set("k", "1", Duration::from_secs(60)).await.unwrap();
+
+    assert_eq!(outcomes(&plugins.reload()), ["unchanged"]);
+    assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("1"));
+
+    append_custom_section(&path, "v2");
+    assert_eq!(outcomes(&plugins.reload()), ["reloaded"]);
+    // The next call runs on a fresh instance of the new version: its store starts empty.
+    assert_eq!(cache.get("k").await.unwrap(), None);
+    cache.set("k", "2", Duration::from_secs(60)).await.unwrap();
+
+    std::fs::write(&path, b"not a component").unwrap();
+    let reloads = plugins.reload();
+    assert_eq!(outcomes(&reloads), ["failed"]);
+    assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("2"));
+
+    // A valid component serving other backends cannot replace this one.
+    std::fs::copy(guest("trapping"), &path).unwrap();
+    let reloads = plugins.reload();
+    match &reloads[0].outcome {
+        fibcache_wasm::ReloadOutcome::Failed(reason) => {
+            assert!(reason.contains("instead of memcache"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("2"));
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_swaps_versions_under_load_with_no_failed_request() {
+    let path = scratch_copy("memcache", "sighup");
+    let original = std::fs::read(&path).unwrap();
+    let server = Spawn::new()
+        .args(["--plugin", &path_str(&path), "--cache", "memcache"])
+        .start();
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u64, 0u64);
+                let mut n = c;
+                while !stop.load(Ordering::Relaxed) {
+                    let resp = get(addr, &format!("/fib/{}", 20 + n % 5)).await;
+                    if resp.status == 200 {
+                        ok += 1;
+                    } else {
+                        failed += 1;
+                    }
+                    n += 1;
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let reloaded = r#"fibcache_plugin_reloads_total{outcome="reloaded"}"#;
+    for round in 1..=10 {
+        let mut bytes = original.clone();
+        std::fs::write(&path, &bytes).unwrap();
+        if round % 2 == 1 {
+            bytes.clear();
+            append_custom_section(&path, &format!("v{round}"));
+        }
+        server.signal("HUP");
+        support::eventually_async("a reload counted", Duration::from_secs(30), || async {
+            (server.metric(reloaded).await >= f64::from(round)).then_some(())
+        })
+        .await;
+    }
+    // An unchanged file is a no-op; a broken one leaves the old version serving.
+    server.signal("HUP");
+    let unchanged = r#"fibcache_plugin_reloads_total{outcome="unchanged"}"#;
+    support::eventually_async("an unchanged reload", Duration::from_secs(30), || async {
+        (server.metric(unchanged).await >= 1.0).then_some(())
+    })
+    .await;
+    std::fs::write(&path, b"broken").unwrap();
+    server.signal("HUP");
+    let failed = r#"fibcache_plugin_reloads_total{outcome="failed"}"#;
+    support::eventually_async("a failed reload", Duration::from_secs(30), || async {
+        (server.metric(failed).await >= 1.0).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = (0, 0);
+    for client in clients {
+        let (ok, failed) = client.await.unwrap();
+        total = (total.0 + ok, total.1 + failed);
+    }
+    assert_eq!(total.1, 0, "failed requests during reloads");
+    assert!(total.0 > 0);
+    assert_eq!(server.metric(reloaded).await, 10.0);
+    let resp = get(addr, "/fib/21").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(json(&resp)["result"], 10946);
+    support::eventually(
+        "the failed reload's log line",
+        Duration::from_secs(10),
+        || server.log().contains("plugin not reloaded").then_some(()),
+    );
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }

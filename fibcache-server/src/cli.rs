@@ -234,12 +234,18 @@ pub fn main_with(about: About, backends: &[&'static Descriptor]) -> ExitCode {
     }
 }
 
+/// The WebAssembly components loaded, kept to reload them on SIGHUP (nothing without `wasm`).
+#[cfg(feature = "wasm")]
+type Reloadable = fibcache_wasm::Plugins;
+#[cfg(not(feature = "wasm"))]
+type Reloadable = ();
+
 /// The registry of this binary: built-in backends, then plugins.
 fn registry(
     args: &Args,
     about: About,
     backends: &[&'static Descriptor],
-) -> anyhow::Result<Registry> {
+) -> anyhow::Result<(Registry, Reloadable)> {
     let mut registry = crate::backends().map_err(startup)?;
     for descriptor in backends {
         registry = registry.with(descriptor).map_err(startup)?;
@@ -250,13 +256,13 @@ fn registry(
             registry.note_optional(name, feature);
         }
     }
-    load_plugins(args, &mut registry)?;
-    Ok(registry)
+    let reloadable = load_plugins(args, &mut registry)?;
+    Ok((registry, reloadable))
 }
 
 /// Loads every `--plugin`: `.wasm` files as WebAssembly components, others as shared
 /// libraries; either kind without its feature is a start-up error naming the feature.
-fn load_plugins(args: &Args, registry: &mut Registry) -> anyhow::Result<()> {
+fn load_plugins(args: &Args, registry: &mut Registry) -> anyhow::Result<Reloadable> {
     let (wasm, native): (Vec<PathBuf>, Vec<PathBuf>) = args
         .plugins
         .iter()
@@ -284,13 +290,21 @@ fn load_native(plugins: &[PathBuf], _registry: &mut Registry) -> anyhow::Result<
 }
 
 #[cfg(feature = "wasm")]
-fn load_wasm(args: &Args, plugins: &[PathBuf], registry: &mut Registry) -> anyhow::Result<()> {
+fn load_wasm(
+    args: &Args,
+    plugins: &[PathBuf],
+    registry: &mut Registry,
+) -> anyhow::Result<Reloadable> {
     let limits = fibcache_wasm::Limits::default().with_max_memory(args.wasm_max_memory);
     fibcache_wasm::load_plugins(plugins, registry, &limits).map_err(startup)
 }
 
 #[cfg(not(feature = "wasm"))]
-fn load_wasm(_args: &Args, plugins: &[PathBuf], _registry: &mut Registry) -> anyhow::Result<()> {
+fn load_wasm(
+    _args: &Args,
+    plugins: &[PathBuf],
+    _registry: &mut Registry,
+) -> anyhow::Result<Reloadable> {
     match plugins.first() {
         None => Ok(()),
         Some(path) => Err(startup(format!(
@@ -302,7 +316,7 @@ fn load_wasm(_args: &Args, plugins: &[PathBuf], _registry: &mut Registry) -> any
 }
 
 async fn serve(args: Args, about: About, backends: &[&'static Descriptor]) -> anyhow::Result<()> {
-    let registry = registry(&args, about, backends)?;
+    let (registry, reloadable) = registry(&args, about, backends)?;
     if args.list_backends {
         for backend in registry.iter() {
             println!(
@@ -346,7 +360,11 @@ async fn serve(args: Args, about: About, backends: &[&'static Descriptor]) -> an
         // the log level hides info lines.
         eprintln!("{}: listening addr={local} backend={name}", about.name());
     }
+    let reloads = reload_on_sighup(reloadable, app.clone());
     run(listener, app, limits, shutdown_signal()).await;
+    if let Some(reloads) = reloads {
+        reloads.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -390,6 +408,61 @@ fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
         .map_err(|e| startup(format!("cannot resolve --host {host:?}: {e}")))?
         .next()
         .ok_or_else(|| startup(format!("--host {host:?} resolves to no address")))
+}
+
+/// On each SIGHUP, reloads every WebAssembly component whose file changed (off the async
+/// workers), logging and counting each file's outcome. Reloads run one after another: a
+/// SIGHUP that arrives during one is queued (signals arriving meanwhile count as one).
+#[cfg(all(feature = "wasm", unix))]
+fn reload_on_sighup(
+    mut plugins: fibcache_wasm::Plugins,
+    app: App,
+) -> Option<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    if plugins.is_empty() {
+        return None;
+    }
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(hangup) => hangup,
+        Err(err) => {
+            tracing::warn!(cause = %err, "cannot listen for SIGHUP; plugins will not reload");
+            return None;
+        }
+    };
+    Some(tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!(
+                signal = "SIGHUP",
+                files = plugins.len(),
+                "reloading plugins"
+            );
+            let reloaded = tokio::task::spawn_blocking(move || {
+                let reloads = plugins.reload();
+                (plugins, reloads)
+            })
+            .await;
+            let Ok((back, reloads)) = reloaded else {
+                tracing::error!("a plugin reload panicked; SIGHUP no longer reloads");
+                return;
+            };
+            plugins = back;
+            for reload in reloads {
+                app.metrics().plugin_reloaded(reload.outcome.label());
+                let path = reload.path.display();
+                match reload.outcome {
+                    fibcache_wasm::ReloadOutcome::Failed(reason) => tracing::warn!(
+                        %path, cause = %reason, "plugin not reloaded; the old version serves"
+                    ),
+                    outcome => tracing::info!(%path, outcome = outcome.label(), "plugin reload"),
+                }
+            }
+        }
+    }))
+}
+
+#[cfg(not(all(feature = "wasm", unix)))]
+fn reload_on_sighup(_plugins: Reloadable, _app: App) -> Option<tokio::task::JoinHandle<()>> {
+    None
 }
 
 /// Completes on the first SIGINT or SIGTERM.

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use wasmtime::component::ComponentExportIndex;
 
 use crate::instance::{Fault, Live};
-use crate::Plugin;
+use crate::{Plugin, Slot};
 
 /// Calls waiting for the instance at most; one more is refused at once as unavailable.
 const QUEUE: usize = 256;
@@ -55,10 +55,15 @@ fn millis(d: Duration) -> u64 {
 /// A call waiting in the queue: it runs against the instance and answers its caller.
 type Job = Box<dyn FnOnce(&mut Worker) + Send>;
 
-/// The serving thread's state: the instance, and what it needs to re-open it after a trap.
+/// The serving thread's state: the instance, and what it needs to re-open it after a trap or
+/// move to a reloaded version.
 struct Worker {
     live: Live,
     plugin: Arc<Plugin>,
+    /// Where a reload puts the component's new version.
+    slot: Arc<Slot>,
+    /// The version of `slot` that `plugin` is.
+    version: u64,
     name: String,
     config: GuestConfig,
     limit: Duration,
@@ -75,9 +80,12 @@ pub struct WasmCache {
 
 impl WasmCache {
     /// Starts the instance's thread and opens the backend `name` in it.
-    pub(crate) async fn open(plugin: Arc<Plugin>, name: &str, config: &Config) -> Result<Self> {
+    pub(crate) async fn open(slot: Arc<Slot>, name: &str, config: &Config) -> Result<Self> {
         let (jobs, queue) = sync_channel::<Job>(QUEUE);
+        let (version, plugin) = slot.current();
         let worker = Worker {
+            slot,
+            version,
             live: Live::new(plugin.pre.clone(), plugin.max_memory),
             name: name.to_owned(),
             config: GuestConfig::from(config),
@@ -90,6 +98,8 @@ impl WasmCache {
             .spawn(move || {
                 let mut worker = worker;
                 while let Ok(job) = queue.recv() {
+                    // Between calls: one in flight finishes on the version it started on.
+                    worker.follow_reloads();
                     job(&mut worker);
                 }
             })
@@ -134,11 +144,22 @@ impl WasmCache {
 }
 
 impl Worker {
+    /// Moves to the component's newest version if a reload swapped one in: a fresh instance
+    /// of it, opened on the next call. The old version is freed with its last instance.
+    fn follow_reloads(&mut self) {
+        if self.slot.version() != self.version {
+            let (version, plugin) = self.slot.current();
+            self.live = Live::new(plugin.pre.clone(), plugin.max_memory);
+            self.plugin = plugin;
+            self.version = version;
+        }
+    }
+
     /// Calls the guest's `func`, re-opening the backend first if the instance is fresh, and
     /// maps its failures to [`Error`]s.
     fn call<P, R, T>(
         &mut self,
-        func: impl FnOnce(&crate::world::Exports) -> ComponentExportIndex,
+        func: impl FnOnce(&crate::world::Exports) -> Option<ComponentExportIndex>,
         params: P,
         then: impl FnOnce(R) -> Result<T>,
     ) -> Result<T>
@@ -147,7 +168,9 @@ impl Worker {
         R: wasmtime::component::ComponentNamedList + wasmtime::component::Lift + Send + Sync,
     {
         self.ensure_open()?;
-        let func = func(&self.plugin.exports);
+        // Offered only when exported, and a reload keeps the capabilities: always there.
+        let func = func(&self.plugin.exports)
+            .ok_or_else(|| Error::backend(&self.name, "the guest does not export this"))?;
         let result = self.live.call(&func, params, self.limit, then);
         result.map_err(|fault| self.fault(fault))?
     }
@@ -195,7 +218,7 @@ impl Cache for WasmCache {
             let name = w.name.clone();
             let max = w.max_value_len;
             w.call(
-                |e| e.get,
+                |e| Some(e.get),
                 (key,),
                 move |(result,): (std::result::Result<Option<String>, String>,)| {
                     // The lifted copy is bounded by the instance's memory cap; wasmtime runs
@@ -225,7 +248,7 @@ impl Cache for WasmCache {
         self.run(move |w| {
             let name = w.name.clone();
             w.call(
-                |e| e.set,
+                |e| Some(e.set),
                 params,
                 move |(result,): (std::result::Result<(), String>,)| guest(&name, result),
             )
@@ -249,7 +272,7 @@ impl Expiry for WasmCache {
         self.run(move |w| {
             let name = w.name.clone();
             w.call(
-                |e| e.remaining.expect("offered only when exported"),
+                |e| e.remaining,
                 (key,),
                 move |(result,): (std::result::Result<Option<u64>, String>,)| {
                     guest(&name, result).map(|ms| ms.map(Duration::from_millis))
@@ -260,9 +283,9 @@ impl Expiry for WasmCache {
     }
 }
 
-/// Which of the three `claims` functions to call.
-fn claims_fn(e: &crate::world::Exports, at: usize) -> ComponentExportIndex {
-    e.claims.expect("offered only when exported")[at]
+/// Which of the three `claims` functions to call, if the guest exports them.
+fn claims_fn(e: &crate::world::Exports, at: usize) -> Option<ComponentExportIndex> {
+    e.claims.map(|claims| claims[at])
 }
 
 type BoolResult = (std::result::Result<bool, String>,);

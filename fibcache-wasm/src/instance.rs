@@ -25,30 +25,35 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 /// How often the epoch advances: the granularity of every call's time limit.
 pub(crate) const TICK: Duration = Duration::from_millis(5);
 
-/// The engine shared by every component of the process, with epoch interruption on.
-pub(crate) fn engine() -> Result<Engine, String> {
-    let mut config = wasmtime::Config::new();
-    config.wasm_component_model(true).epoch_interruption(true);
-    let engine = Engine::new(&config).map_err(|e| one_line(&e))?;
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("wasm-epoch".to_owned())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(TICK);
-            }
-        })
-        .map_err(|e| format!("cannot start the epoch thread: {e}"))?;
-    Ok(engine)
+/// The engine (with epoch interruption on) and the WASI linker that every component loaded
+/// together shares.
+pub(crate) struct Host {
+    pub engine: Engine,
+    pub linker: Linker<Sandbox>,
 }
 
-/// A linker with WASI 0.2 (synchronous), for a store of [`Sandbox`]es.
-pub(crate) fn linker(engine: &Engine) -> Result<Linker<Sandbox>, String> {
-    let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| one_line(&e))?;
-    Ok(linker)
+impl Host {
+    /// A new engine, its epoch thread (which stops when the engine is dropped), and a linker
+    /// with WASI 0.2 (synchronous).
+    pub fn new() -> Result<Host, String> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| one_line(&e))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".to_owned())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(TICK);
+                }
+            })
+            .map_err(|e| format!("cannot start the epoch thread: {e}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| one_line(&e))?;
+        Ok(Host { engine, linker })
+    }
 }
 
 /// What a store holds for its instance: a WASI context granting nothing, and the limits.

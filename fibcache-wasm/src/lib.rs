@@ -42,18 +42,21 @@
 
 mod cache;
 mod instance;
+mod reload;
 mod world;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use fibcache_core::{Backend, Origin, Registry};
 use wasmtime::component::{Component, InstancePre};
 
 pub use cache::WasmCache;
+pub use reload::{Plugins, Reload, ReloadOutcome};
 pub use world::{PACKAGE, VERSION};
 
-use instance::{one_line, Live, Sandbox};
+use instance::{one_line, Host, Live, Sandbox};
 use world::Exports;
 
 /// The memory cap of an instance unless set: 64 MiB.
@@ -162,6 +165,40 @@ pub(crate) struct Plugin {
     max_memory: usize,
 }
 
+/// The current version of one component file, shared by the factories and caches of its
+/// backends, so that a reload reaches every cache without the registry changing.
+pub(crate) struct Slot {
+    current: Mutex<(u64, Arc<Plugin>)>,
+    /// A copy of the version in `current`, read by every call without taking the lock.
+    version: AtomicU64,
+}
+
+impl Slot {
+    fn new(plugin: Plugin) -> Slot {
+        Slot {
+            current: Mutex::new((0, Arc::new(plugin))),
+            version: AtomicU64::new(0),
+        }
+    }
+
+    /// The current version's number, cheaply.
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// The current version and its number.
+    pub(crate) fn current(&self) -> (u64, Arc<Plugin>) {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        (current.0, current.1.clone())
+    }
+
+    fn swap(&self, plugin: Plugin) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        *current = (current.0 + 1, Arc::new(plugin));
+        self.version.store(current.0, Ordering::Release);
+    }
+}
+
 /// How long loading may run the guest's `backends` function.
 const LOAD_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -174,7 +211,7 @@ struct Info {
 }
 
 /// Loads each component in `paths` and adds its backends to `registry`, marked
-/// [`Origin::Wasm`] with the path as given.
+/// [`Origin::Wasm`] with the path as given. The returned [`Plugins`] reloads them.
 ///
 /// # Errors
 /// The first file that cannot be read, is not a component, is a component of another world or
@@ -184,64 +221,33 @@ pub fn load_plugins(
     paths: &[PathBuf],
     registry: &mut Registry,
     limits: &Limits,
-) -> Result<(), LoadError> {
-    if paths.is_empty() {
-        return Ok(());
-    }
-    let engine = instance::engine().map_err(|e| LoadError::new(Path::new(""), e))?;
-    let linker = instance::linker(&engine).map_err(|e| LoadError::new(Path::new(""), e))?;
+) -> Result<Plugins, LoadError> {
+    let mut plugins = Plugins {
+        host: None,
+        limits: limits.clone(),
+        files: Vec::new(),
+    };
     for path in paths {
         let fail = |reason: String| LoadError::new(path, reason);
-        let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
-        let component = Component::new(&engine, &bytes).map_err(|e| {
-            fail(format!(
-                "not a valid WebAssembly component: {}",
-                one_line(&e)
-            ))
-        })?;
-        let exports = Exports::of(&component, &engine).map_err(fail)?;
-        let pre = linker.instantiate_pre(&component).map_err(|e| {
-            fail(format!(
-                "it needs more than the sandbox offers: {}",
-                one_line(&e)
-            ))
-        })?;
-        let mut live = Live::new(pre.clone(), limits.max_memory);
-        let infos = live
-            .call(
-                &exports.backends,
-                (),
-                LOAD_LIMIT,
-                |(infos,): (Vec<Info>,)| infos,
-            )
-            .map_err(|fault| fail(format!("asking for its backends: {fault}")))?;
-        if infos.is_empty() {
-            return Err(fail(
-                "it names no backend (its `backends` list is empty)".into(),
-            ));
-        }
-        let plugin = Arc::new(Plugin {
-            pre,
-            exports,
-            max_memory: limits.max_memory,
-        });
+        let host = plugins.host().map_err(|e| LoadError::new(path, e))?;
+        let (plugin, infos, digest) = compile(host, path, limits).map_err(fail)?;
+        let slot = Arc::new(Slot::new(plugin));
         let origin = Origin::Wasm {
             path: path.display().to_string(),
         };
+        let mut names = Vec::new();
         for info in infos {
-            if info.name.is_empty() || info.name.contains(['+', ' ']) {
-                return Err(fail(format!("it names a backend {:?}", info.name)));
-            }
-            let plugin = plugin.clone();
+            let slot = slot.clone();
             let name = info.name.clone();
             let factory: fibcache_core::registry::DynFactory = Arc::new(move |config| {
-                let plugin = plugin.clone();
+                let slot = slot.clone();
                 let name = name.clone();
                 Box::pin(async move {
-                    let cache = WasmCache::open(plugin, &name, config).await?;
+                    let cache = WasmCache::open(slot, &name, config).await?;
                     Ok(Arc::new(cache) as Arc<dyn fibcache_core::Cache>)
                 })
             });
+            names.push(info.name.clone());
             registry
                 .add(Backend::new(
                     info.name,
@@ -251,6 +257,50 @@ pub fn load_plugins(
                 ))
                 .map_err(|e| fail(e.to_string()))?;
         }
+        plugins.files.push(reload::Loaded {
+            path: path.clone(),
+            digest,
+            names,
+            slot,
+        });
     }
-    Ok(())
+    Ok(plugins)
+}
+
+/// Reads, compiles, checks and lists the backends of the component at `path`; returns it with
+/// its backends and the digest of its content.
+fn compile(host: &Host, path: &Path, limits: &Limits) -> Result<(Plugin, Vec<Info>, u64), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let digest = reload::digest(&bytes);
+    let component = Component::new(&host.engine, &bytes)
+        .map_err(|e| format!("not a valid WebAssembly component: {}", one_line(&e)))?;
+    let exports = Exports::of(&component, &host.engine)?;
+    let pre = host
+        .linker
+        .instantiate_pre(&component)
+        .map_err(|e| format!("it needs more than the sandbox offers: {}", one_line(&e)))?;
+    let mut live = Live::new(pre.clone(), limits.max_memory);
+    let infos = live
+        .call(
+            &exports.backends,
+            (),
+            LOAD_LIMIT,
+            |(infos,): (Vec<Info>,)| infos,
+        )
+        .map_err(|fault| format!("asking for its backends: {fault}"))?;
+    if infos.is_empty() {
+        return Err("it names no backend (its `backends` list is empty)".into());
+    }
+    if let Some(bad) = infos
+        .iter()
+        .find(|info| info.name.is_empty() || info.name.contains(['+', ' ']))
+    {
+        return Err(format!("it names a backend {:?}", bad.name));
+    }
+    let plugin = Plugin {
+        pre,
+        exports,
+        max_memory: limits.max_memory,
+    };
+    Ok((plugin, infos, digest))
 }

@@ -205,6 +205,8 @@ pub struct Metrics {
     by_route_duration: [LatencyHistogram; RouteName::ALL.len()],
     /// Always 1, labelled with the version and the features.
     build: Family<BuildLabels, Gauge>,
+    /// Plugin files reloaded on SIGHUP, by outcome (`reloaded`, `unchanged`, `failed`).
+    plugin_reloads: Family<OutcomeLabel, Counter>,
 }
 
 impl Metrics {
@@ -242,6 +244,10 @@ impl Metrics {
                 })
                 .clone()
         });
+        let plugin_reloads = Family::<OutcomeLabel, Counter>::default();
+        for outcome in ["reloaded", "unchanged", "failed"] {
+            let _ = plugin_reloads.get_or_create(&OutcomeLabel { outcome });
+        }
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -269,6 +275,7 @@ impl Metrics {
             durations,
             by_route_duration,
             build,
+            plugin_reloads,
         };
         let mut registry = Registry::default();
         metrics.register(&mut registry);
@@ -348,6 +355,11 @@ impl Metrics {
             self.claimed.clone(),
         );
         registry.register(
+            "fibcache_plugin_reloads",
+            "Plugin files read again on SIGHUP, by outcome (reloaded, unchanged, failed)",
+            self.plugin_reloads.clone(),
+        );
+        registry.register(
             "fibcache_build_info",
             "Always 1: the fibcache-server version and the Cargo features of this build",
             self.build.clone(),
@@ -392,6 +404,13 @@ impl Metrics {
         let up = self.up.get_or_create(&label).clone();
         up.set(1);
         up
+    }
+
+    /// Counts one plugin file's reload: `outcome` is `reloaded`, `unchanged` or `failed`.
+    pub fn plugin_reloaded(&self, outcome: &'static str) {
+        self.plugin_reloads
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 
     /// Counts one flight's claim outcome.
