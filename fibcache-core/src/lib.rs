@@ -1,4 +1,4 @@
-//! The `Cache` contract, the backend registry and the Fibonacci workload of fibcache.
+//! The `Cache` contract and the backend registry of fibcache.
 //!
 //! fibcache serves `GET /fib/{n}` with a deliberately slow Fibonacci and caches the answers in
 //! a backend chosen **by name at run time** from those compiled into the binary. This crate is
@@ -10,7 +10,6 @@
 //! # Overview
 //! - [`cache`]: the [`Cache`] trait.
 //! - [`registry`]: [`register_backend!`], [`Registry`], [`Config`] (what a factory receives).
-//! - [`fib`]: the slow, cancellable Fibonacci the server computes, and the fast exact one.
 //! - [`nop`]: the `nop` backend, always registered.
 //! - `plugin` (feature `plugin`): the C-ABI boundary for backends loaded from shared
 //!   libraries, both sides of it: `export_plugin!` for plugin authors, `load_plugins` for the
@@ -70,7 +69,6 @@
 
 pub mod cache;
 mod error;
-pub mod fib;
 pub mod nop;
 #[cfg(feature = "plugin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "plugin")))]

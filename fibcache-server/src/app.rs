@@ -32,10 +32,11 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 use tracing::Level;
 
-use crate::cache::GuardedCache;
-use crate::engine::{Answer, Engine, Tier};
+use crate::engine::{Answer, Engine};
+use crate::fib::Fib;
 use crate::metrics::{self, Metrics, RouteName};
 use crate::openapi;
+use crate::tiers::Tiers;
 pub use crate::settings::{Settings, SettingsBuilder, SettingsError};
 
 mod param;
@@ -95,17 +96,12 @@ impl App {
             .map(|(name, _)| name.as_str())
             .collect::<Vec<_>>()
             .join("+");
-        let tiers = tiers
-            .into_iter()
-            .map(|(name, cache)| {
-                let guard = GuardedCache::new(cache, name, settings.cache_timeout(), metrics.clone());
-                Tier::new(guard, &metrics)
-            })
-            .collect();
+        let tiers = Tiers::new(tiers, &settings, &metrics);
+        let workload = Arc::new(Fib::default());
         let max_n = settings.max_n();
         App {
             inner: Arc::new(Inner {
-                engine: Engine::new(tiers, &settings, metrics.clone()),
+                engine: Engine::new(tiers, workload, &settings, metrics.clone()),
                 draining: AtomicBool::new(false),
                 backend,
                 max_n,
@@ -206,16 +202,29 @@ impl App {
     }
 
     async fn fib(&self, n: u64) -> Response<Body> {
+        let limit = humantime::format_duration(self.inner.compute_timeout);
         match self.inner.engine.fib(n).await {
             Answer::Hit(value) => result(value, "hit"),
             Answer::Miss(value) => result(value, "miss"),
+            Answer::OutOfRange => error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("n must be between 0 and {}", self.inner.max_n),
+            ),
             Answer::Overloaded => unavailable("every computation slot is busy; retry shortly"),
             Answer::TimedOut => error(
                 StatusCode::GATEWAY_TIMEOUT,
+                &format!("computing fib({n}) took longer than {limit}"),
+            ),
+            Answer::TooCostly => error(
+                StatusCode::GATEWAY_TIMEOUT,
                 &format!(
-                    "computing fib({n}) took longer than {}",
-                    humantime::format_duration(self.inner.compute_timeout)
+                    "computing fib({n}) would take longer than {limit}; not tried (a cached value \
+                     is still served)"
                 ),
+            ),
+            Answer::Failed => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("computing fib({n}) failed"),
             ),
             Answer::Stopped => {
                 let mut response =

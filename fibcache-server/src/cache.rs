@@ -29,11 +29,11 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use fibcache_core::fib::MAX_VALUE_LEN;
 use fibcache_core::{Cache, Error};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
 
+use crate::fib::MAX_VALUE_LEN;
 use crate::metrics::Metrics;
 use crate::throttle::Throttle;
 
@@ -110,12 +110,32 @@ impl GuardedCache {
     pub(crate) async fn lookup(&self, n: u64, key: &str) -> Lookup {
         // `(*self.cache)`: a call on the `dyn Cache` itself, not on the `Arc`'s forwarding impl,
         // which would box a second future around the first.
-        let Some(raw) = self
+        match self
             .call(n, key, "cache read", (*self.cache).get(key))
             .await
-        else {
-            return Lookup::Failed;
-        };
+        {
+            None => Lookup::Failed,
+            Some(raw) => self.judge(n, key, raw),
+        }
+    }
+
+    /// [`lookup`](Self::lookup), with the time the value has left when the backend can tell,
+    /// read in the same call ([`Cache::get_with_remaining`]).
+    pub(crate) async fn lookup_with_lifetime(
+        &self,
+        n: u64,
+        key: &str,
+    ) -> (Lookup, Option<Duration>) {
+        let read = (*self.cache).get_with_remaining(key);
+        match self.call(n, key, "cache read", read).await {
+            None => (Lookup::Failed, None),
+            Some(None) => (Lookup::Absent, None),
+            Some(Some((raw, left))) => (self.judge(n, key, Some(raw)), left),
+        }
+    }
+
+    /// A raw value read under `key`, judged.
+    fn judge(&self, n: u64, key: &str, raw: Option<String>) -> Lookup {
         let Some(raw) = raw else {
             return Lookup::Absent;
         };
@@ -143,13 +163,12 @@ impl GuardedCache {
         self.call(n, key, "cache write", write).await;
     }
 
-    /// How long the value under `key` has left, when the backend can tell
-    /// ([`Expiry`](fibcache_core::Expiry)).
-    pub(crate) async fn remaining(&self, n: u64, key: &str) -> Option<Duration> {
+    /// How long the key `key` has left ([`Expiry`](fibcache_core::Expiry)): `Some(None)`
+    /// when it has no lifetime or is not there, `None` when the backend cannot tell or failed.
+    pub(crate) async fn remaining(&self, n: u64, key: &str) -> Option<Option<Duration>> {
         let expiry = self.cache.expiry()?;
         self.call(n, key, "cache expiry", expiry.remaining(key))
             .await
-            .flatten()
     }
 
     /// Whether the store answered the last time it was asked.
@@ -157,9 +176,9 @@ impl GuardedCache {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    /// The backend's registered name.
-    pub(crate) fn name(&self) -> &str {
-        &self.backend
+    /// Whether the backend offers [`Expiry`](fibcache_core::Expiry).
+    pub(crate) fn offers_expiry(&self) -> bool {
+        self.cache.expiry().is_some()
     }
 
     /// Whether the backend offers claims ([`Claims`](fibcache_core::Claims)).

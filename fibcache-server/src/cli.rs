@@ -20,11 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
-use fibcache_core::{fib, Cache, Config, Registry};
+use fibcache_core::{Cache, Config, Registry};
 
 use crate::logging::LogFormat;
 use crate::server::{bind, run, ConnLimits};
-use crate::{App, Settings};
+use crate::{fib, App, Settings, TierSpec};
 
 /// Who the binary is: what `--version` and `--help` show, and the name error lines start with.
 ///
@@ -370,31 +370,22 @@ async fn serve(args: Args, about: About) -> anyhow::Result<()> {
 }
 
 /// The backends `spec` names (`memory`, or tiers nearest first: `memory+redis`), created from
-/// `config`, each checked as a single name is: unknown, not compiled in, or named twice is a
-/// start-up error.
+/// `config`, each checked as a single name is: a spec that does not parse ([`TierSpec`]), or a
+/// name unknown or not compiled in, is a start-up error.
 async fn tiers(
     registry: &Registry,
     spec: &str,
     config: &Config,
 ) -> anyhow::Result<Vec<(String, Arc<dyn Cache>)>> {
-    let names: Vec<&str> = spec.split('+').map(str::trim).collect();
-    let mut tiers: Vec<(String, Arc<dyn Cache>)> = Vec::with_capacity(names.len());
-    for (at, name) in names.iter().enumerate() {
-        if name.is_empty() {
-            return Err(startup(format!(
-                "--cache {spec:?} has an empty tier; name backends joined by `+`, nearest \
-                 first (e.g. memory+redis)"
-            )));
-        }
-        if names[..at].contains(name) {
-            return Err(startup(format!(
-                "backend `{name}` is listed twice in --cache {spec:?}; name each tier once"
-            )));
-        }
-        // Every name is checked before any backend is created.
+    let spec: TierSpec = spec
+        .parse()
+        .map_err(|err| startup(format!("--cache: {err}")))?;
+    // Every name is checked before any backend is created.
+    for name in spec.names() {
         registry.get(name).map_err(startup)?;
     }
-    for name in names {
+    let mut tiers: Vec<(String, Arc<dyn Cache>)> = Vec::with_capacity(spec.names().len());
+    for name in spec.names() {
         let cache = registry.create(name, config).await.map_err(startup)?;
         tiers.push((name.to_owned(), cache));
     }

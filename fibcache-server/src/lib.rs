@@ -20,8 +20,10 @@
 //!
 //! # Overview
 //! - [`app`]: [`App`], [`Settings`], routing and responses.
-//! - [`engine`]: the request path of `GET /fib/{n}` ([`Engine::fib`]): cache, coalescing,
-//!   the bounded computation pool, cancellation and timeouts.
+//! - [`engine`]: the request path of `GET /fib/{n}` ([`Engine::fib`]): cache tiers
+//!   ([`TierSpec`]), single-flight, the bounded computation pool with admission by cost,
+//!   coalescing across instances, cancellation and timeouts.
+//! - [`fib`]: the workload, the slow Fibonacci, and its cost estimate.
 //! - [`server`]: [`run`] (the accept loop, connection limits, graceful shutdown).
 //! - [`metrics`]: the Prometheus series.
 //! - [`cli`]: flags and environment variables, start-up and exit codes; with the feature
@@ -79,16 +81,21 @@ pub mod cli;
 mod cluster;
 mod connection;
 pub mod engine;
+pub mod fib;
+mod flight;
 mod logging;
 pub mod metrics;
 mod openapi;
+mod pool;
 pub mod server;
 mod settings;
 mod throttle;
+mod tiers;
 
 pub use app::App;
 pub use settings::{Settings, SettingsBuilder, SettingsError};
-pub use engine::Engine;
+pub use engine::{Answer, Engine};
+pub use tiers::{TierSpec, TierSpecError, UNKNOWN_LIFETIME};
 pub use server::{run, ConnLimits};
 
 /// Every backend compiled into this binary, by name: the ones of `fibcache-core` and

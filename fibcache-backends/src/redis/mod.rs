@@ -58,7 +58,8 @@
 //! cost it about 3.5 times). A key of another type still fails with Redis's `WRONGTYPE` reply.
 //!
 //! # Capabilities
-//! [`Expiry`] is `PTTL`; [`Claims`] are `SET key token NX PX <ms>` and two Lua scripts (see
+//! [`Expiry`] is `PTTL`, and [`Cache::get_with_remaining`] reads the value (bounded as above)
+//! and its `PTTL` in one pipeline, so that a copy made from it never outlives it; [`Claims`] are `SET key token NX PX <ms>` and two Lua scripts (see
 //! `capabilities.rs`). A Redis ACL user needs `PING`, `GET`, `GETRANGE`, `EXISTS`, `SET`,
 //! `PTTL`, `EVALSHA`, `EVAL`, `PEXPIRE` and `DEL` (the last three run inside the scripts), and
 //! `CLUSTER SLOTS` in cluster mode.
@@ -77,8 +78,10 @@
 //! - A claim is as safe as Redis makes it: with a cluster node lost and its slots moved to a
 //!   replica that had not received a claim yet, two servers may both hold one. Claims save
 //!   work; they never decide an answer.
-//! - Losing Redis and getting it back are each logged once, when an operation sees it; an
-//!   operation the caller abandons before the client gives up logs nothing.
+//! - Losing Redis and getting it back are logged at debug level only, once each, when an
+//!   operation sees it: the caller reports outages (the fibcache server logs each once, for
+//!   every backend alike), so an outage is not logged twice. An operation the caller abandons
+//!   before the client gives up logs nothing.
 //! - Settings are read once, at creation. If the server's password changes while fibcache
 //!   runs, reconnecting fails and operations fail until fibcache is restarted with the new
 //!   one.
@@ -231,6 +234,30 @@ impl Cache for RedisCache {
         bounded(&self.inner.config, key, head, exists, max)
     }
 
+    async fn get_with_remaining(&self, key: &str) -> Result<Option<(String, Option<Duration>)>> {
+        // One round trip: the value (bounded as in `get`) then its lifetime. `PTTL` runs after
+        // the read, so the lifetime it reports never overstates the value's; a key that
+        // expired in between answers -2 and reads as no value.
+        let mut read = redis::pipe();
+        match self.inner.config.max_value_len() {
+            Some(max) => read.cmd("GETRANGE").arg(key).arg(0).arg(max.get()),
+            None => read.cmd("GET").arg(key),
+        };
+        read.cmd("PTTL").arg(key);
+        let answer = read.query_async(&mut self.inner.connection.clone()).await;
+        let (head, ms): (Option<Vec<u8>>, i64) = self.inner.observe(answer)?;
+        // -2: no such key; -1: a key without a lifetime; 0: one that is expiring now.
+        let left = match ms {
+            -2 => return Ok(None),
+            ms if ms > 0 => Some(Duration::from_millis(ms as u64)),
+            -1 => None,
+            _ => return Ok(None),
+        };
+        let max = self.inner.config.max_value_len().unwrap_or(NonZeroUsize::MAX);
+        let value = bounded(&self.inner.config, key, head.unwrap_or_default(), true, max)?;
+        Ok(value.map(|value| (value, left)))
+    }
+
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(value).arg("PX").arg(ttl_millis(ttl));
@@ -267,7 +294,7 @@ impl Inner {
                 if !self.healthy.load(Ordering::Relaxed)
                     && !self.healthy.swap(true, Ordering::Relaxed)
                 {
-                    tracing::info!(
+                    tracing::debug!(
                         backend = "redis",
                         endpoint = self.config.endpoint(),
                         "redis answers again"
@@ -279,11 +306,11 @@ impl Inner {
                 let error = operation_error(&self.config, &err);
                 if let Error::Unavailable { source, .. } = &error {
                     if self.healthy.swap(false, Ordering::Relaxed) {
-                        tracing::warn!(
+                        tracing::debug!(
                             backend = "redis",
                             endpoint = self.config.endpoint(),
                             cause = %source,
-                            "lost redis; requests compute until it answers again"
+                            "lost redis"
                         );
                     }
                 }

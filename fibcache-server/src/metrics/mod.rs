@@ -96,15 +96,23 @@ pub(crate) enum Claimed {
     Unsupported,
     /// The store failed while claiming or waiting: this instance computed.
     Error,
+    /// The key at the claim's name was not a live claim of the protocol (no lifetime, one
+    /// longer than a claim's, or not renewed in time): this instance computed.
+    Foreign,
+    /// Another instance held the claim, and its value did not come within
+    /// `--compute-timeout`: the waiters got 504.
+    TimedOut,
 }
 
 impl Claimed {
-    const ALL: [Claimed; 5] = [
+    const ALL: [Claimed; 7] = [
         Claimed::Won,
         Claimed::Waited,
         Claimed::TookOver,
         Claimed::Unsupported,
         Claimed::Error,
+        Claimed::Foreign,
+        Claimed::TimedOut,
     ];
 
     fn label(self) -> &'static str {
@@ -114,6 +122,8 @@ impl Claimed {
             Claimed::TookOver => "took_over",
             Claimed::Unsupported => "unsupported",
             Claimed::Error => "error",
+            Claimed::Foreign => "foreign",
+            Claimed::TimedOut => "timeout",
         }
     }
 }
@@ -138,10 +148,30 @@ pub(crate) enum Finished {
     Cancelled,
     /// It ran past `--compute-timeout`.
     Timeout,
+    /// The workload panicked.
+    Panicked,
+}
+
+impl Finished {
+    const ALL: [Finished; 4] = [
+        Finished::Ok,
+        Finished::Cancelled,
+        Finished::Timeout,
+        Finished::Panicked,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Finished::Ok => "ok",
+            Finished::Cancelled => "cancelled",
+            Finished::Timeout => "timeout",
+            Finished::Panicked => "panicked",
+        }
+    }
 }
 
 /// The statuses the server answers with, pre-created so that counting needs no lookup.
-const STATUSES: [u16; 7] = [200, 400, 404, 405, 422, 503, 504];
+const STATUSES: [u16; 8] = [200, 400, 404, 405, 422, 500, 503, 504];
 
 /// Every metric the server exports, and the registry that encodes them.
 pub struct Metrics {
@@ -157,7 +187,9 @@ pub struct Metrics {
     pub(crate) cache_errors: Counter,
     /// Computations that got a slot and began.
     pub(crate) computations_started: Counter,
-    finished: [Counter; 3],
+    finished: [Counter; Finished::ALL.len()],
+    /// Cold requests answered 504 at once: their computation could not finish in time.
+    pub(crate) computations_refused: Counter,
     /// Computations running right now.
     pub(crate) computations_running: Gauge,
     /// Cold requests refused with 503 because no computation slot came free in time.
@@ -217,15 +249,24 @@ impl Metrics {
             computations_started.clone(),
         );
         let finished_family = Family::<OutcomeLabel, Counter>::default();
-        let finished = ["ok", "cancelled", "timeout"].map(|outcome| {
+        let finished = Finished::ALL.map(|how| {
             finished_family
-                .get_or_create(&OutcomeLabel { outcome })
+                .get_or_create(&OutcomeLabel {
+                    outcome: how.label(),
+                })
                 .clone()
         });
         registry.register(
             "fibcache_computations_finished",
             "Fibonacci computations that ended, by outcome",
             finished_family,
+        );
+        let computations_refused = Counter::default();
+        registry.register(
+            "fibcache_computations_refused",
+            "Cold requests answered 504 at once because their computation cannot finish within \
+             --compute-timeout",
+            computations_refused.clone(),
         );
         let computations_running = Gauge::default();
         registry.register(
@@ -305,6 +346,7 @@ impl Metrics {
             cache_errors,
             computations_started,
             finished,
+            computations_refused,
             computations_running,
             overloaded,
             connections_open,
@@ -356,12 +398,7 @@ impl Metrics {
 
     /// Counts one finished computation.
     pub(crate) fn finished(&self, how: Finished) {
-        let i = match how {
-            Finished::Ok => 0,
-            Finished::Cancelled => 1,
-            Finished::Timeout => 2,
-        };
-        self.finished[i].inc();
+        self.finished[how as usize].inc();
     }
 
     /// The exposition of every series, in the Prometheus text format 0.0.4 ([`CONTENT_TYPE`]).
