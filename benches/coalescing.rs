@@ -48,7 +48,7 @@ async fn storm(addr: SocketAddr, n: u64, size: usize) -> Duration {
 /// answered 200 with the right number.
 async fn fleet_storm(addrs: &[SocketAddr], n: u64, size: usize) -> Duration {
     let path = format!("/fib/{n}");
-    let expected = fibcache_core::fib::fib_fast(n).expect("n is in range");
+    let expected = fibcache_server::fib::fib_fast(n).expect("n is in range");
     let start = Instant::now();
     let tasks: Vec<_> = (0..size)
         .map(|i| {

@@ -7,7 +7,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use fibcache_core::fib::fib_fast;
+use fibcache_server::fib::fib_fast;
 use support::http::send_raw;
 use support::{get, json, Server, Spawn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

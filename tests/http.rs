@@ -15,7 +15,7 @@ async fn answers_match_the_exact_fibonacci_and_the_second_ask_is_a_hit() {
         assert_eq!(first.header("content-type"), Some("application/json"));
         assert_eq!(
             json(&first)["result"],
-            fibcache_core::fib::fib_fast(n).unwrap(),
+            fibcache_server::fib::fib_fast(n).unwrap(),
             "n = {n}"
         );
 
@@ -24,7 +24,7 @@ async fn answers_match_the_exact_fibonacci_and_the_second_ask_is_a_hit() {
         assert_eq!(second.header("x-cache"), Some("hit"), "n = {n}");
         assert_eq!(
             json(&second)["result"],
-            fibcache_core::fib::fib_fast(n).unwrap()
+            fibcache_server::fib::fib_fast(n).unwrap()
         );
     }
     let hits = r#"fibcache_cache_hits_total{tier="memory"}"#;

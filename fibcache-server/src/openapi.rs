@@ -90,7 +90,7 @@ mod tests {
     use super::*;
     use crate::app::{fixed_paths, FIB_PREFIX};
     use crate::{App, Settings};
-    use fibcache_core::fib;
+    use crate::fib;
 
     fn parsed(max_n: u64) -> Value {
         serde_json::from_slice(&document(max_n)).unwrap()

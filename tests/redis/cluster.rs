@@ -226,7 +226,7 @@ async fn a_lost_node_makes_only_its_own_keys_compute() {
     for &n in &keys {
         assert_eq!(fib(&server, n).await, "miss", "n={n}");
     }
-    let value = |n: u64| fibcache_core::fib::fib_fast(n).unwrap().to_string();
+    let value = |n: u64| fibcache_server::fib::fib_fast(n).unwrap().to_string();
     for &n in &keys {
         let key = format!("fib:{n}");
         stored(&cluster.nodes[cluster.node_of(&key)], &key, &value(n)).await;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use fibcache_core::fib::fib_fast;
+use fibcache_server::fib::fib_fast;
 
 use crate::eventually;
 use crate::server::server_on;

@@ -5,7 +5,7 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use fibcache_core::fib::{fib_fast, MAX_VALUE_LEN};
+use fibcache_server::fib::{fib_fast, MAX_VALUE_LEN};
 use fibcache_core::{Config, Error};
 
 use crate::server::{fib, server_on, stored};

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use fibcache_core::fib::fib_fast;
+use fibcache_server::fib::fib_fast;
 
 use crate::eventually;
 use crate::support::redis_server::RedisServer;

@@ -414,6 +414,19 @@ impl Metrics {
     }
 }
 
+#[cfg(test)]
+impl Metrics {
+    /// Claims counted with outcome `how`.
+    pub(crate) fn claims_of(&self, how: Claimed) -> u64 {
+        self.claims[how as usize].get()
+    }
+
+    /// Computations counted as finished with outcome `how`.
+    pub(crate) fn finished_of(&self, how: Finished) -> u64 {
+        self.finished[how as usize].get()
+    }
+}
+
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
