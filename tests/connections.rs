@@ -197,7 +197,8 @@ async fn a_computation_cut_short_by_the_grace_period_is_answered_503() {
     let mut server = Server::start(&["--shutdown-grace", "1s", "--compute-timeout", "10m"]);
     let request = {
         let addr = server.addr;
-        tokio::spawn(async move { get(addr, "/fib/80").await })
+        // Long (minutes), yet within `--compute-timeout`, so computed rather than refused.
+        tokio::spawn(async move { get(addr, "/fib/50").await })
     };
     let deadline = Instant::now() + PATIENCE;
     while server.metric("fibcache_computations_running").await != 1.0 {

@@ -13,8 +13,10 @@ use support::{get, json, Server, Spawn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// An `n` whose naive computation takes far longer than any test (fib(80) is ~10^16 calls).
-const FOREVER: u64 = 80;
+/// An `n` whose naive computation takes far longer than any test (fib(46) is ~6 * 10^9 calls,
+/// seconds on any machine), yet whose estimate is within the default `--compute-timeout`, so
+/// that it is computed rather than refused.
+const FOREVER: u64 = 46;
 
 /// Polls `metric` until it equals `want`, for at most `limit`; returns the last value seen.
 async fn wait_metric(server: &Server, metric: &str, want: f64, limit: Duration) -> f64 {
@@ -145,7 +147,7 @@ async fn with_every_slot_busy_a_cold_request_gets_503_and_hits_still_answer() {
     assert_eq!(get(server.addr, "/fib/20").await.status, 200);
     let _long = start_request(server.addr, &format!("/fib/{FOREVER}")).await;
     assert_running(&server, 1.0).await;
-    let cold = get(server.addr, "/fib/70").await;
+    let cold = get(server.addr, "/fib/30").await;
     assert_eq!(cold.status, 503, "{}", cold.body);
     assert_eq!(cold.header("retry-after"), Some("1"));
     assert!(json(&cold)["error"].as_str().is_some());
@@ -159,6 +161,8 @@ async fn with_every_slot_busy_a_cold_request_gets_503_and_hits_still_answer() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_computation_past_its_time_limit_is_504_and_counted() {
     let server = Server::start(&["--compute-timeout", "300ms"]);
+    // Refused at once when its estimate says it cannot finish in time, else cut at the limit
+    // (the engine's unit tests pin each path on a paused clock).
     let resp = get(server.addr, &format!("/fib/{FOREVER}")).await;
     assert_eq!(resp.status, 504, "{}", resp.body);
     assert!(json(&resp)["error"]
@@ -166,7 +170,11 @@ async fn a_computation_past_its_time_limit_is_504_and_counted() {
         .unwrap()
         .contains("longer than"));
     let timeouts = r#"fibcache_computations_finished_total{outcome="timeout"}"#;
-    assert_eq!(server.metric(timeouts).await, 1.0);
+    let refused = "fibcache_computations_refused_total";
+    assert_eq!(
+        server.metric(timeouts).await + server.metric(refused).await,
+        1.0
+    );
     // The slot comes back: the computation really stopped.
     assert_running(&server, 0.0).await;
     assert_eq!(json(&get(server.addr, "/fib/10").await)["result"], 55);
@@ -293,7 +301,7 @@ async fn a_computation_never_starts_once_every_waiter_has_left_the_queue() {
     let long = start_request(server.addr, &format!("/fib/{FOREVER}")).await;
     assert_running(&server, 1.0).await;
     // A second cold n waits for the only slot; its client leaves while it waits.
-    let queued = start_request(server.addr, "/fib/70").await;
+    let queued = start_request(server.addr, "/fib/30").await;
     let misses = "fibcache_cache_misses_total";
     assert_eq!(
         wait_metric(&server, misses, 2.0, Duration::from_secs(10)).await,
@@ -314,7 +322,7 @@ async fn a_computation_never_starts_once_every_waiter_has_left_the_queue() {
     assert_eq!(
         server.metric("fibcache_computations_started_total").await,
         2.0,
-        "the /fib/80 and the /fib/11 computations, never the abandoned /fib/70"
+        "the long and the /fib/11 computations, never the abandoned /fib/30"
     );
 }
 
@@ -549,4 +557,35 @@ async fn random_bytes_as_whole_requests_never_get_a_5xx_or_break_the_server() {
     assert!(answered >= 100, "only {answered} of 300 answered");
     assert_eq!(get(server.addr, "/healthz").await.status, 200);
     assert_eq!(json(&get(server.addr, "/fib/7").await)["result"], 13);
+}
+
+/// Admission by cost: two requests whose computation could never finish in time (`/fib/92`
+/// and `/fib/91`) are answered 504 at once and take no slot, so cold computations of small
+/// `n` go on (they used to get 503 for the whole `--compute-timeout`).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hopeless_requests_deny_no_cold_computation_of_a_small_n() {
+    let server = Server::start(&["--max-computes", "2"]);
+    let hopeless: Vec<_> = [92u64, 91]
+        .into_iter()
+        .map(|n| {
+            let addr = server.addr;
+            tokio::spawn(async move { get(addr, &format!("/fib/{n}")).await })
+        })
+        .collect();
+    let mut answered = 0;
+    for n in 10..=25 {
+        let resp = get(server.addr, &format!("/fib/{n}")).await;
+        if resp.status == 200 && json(&resp)["result"] == fib_fast(n).unwrap() {
+            answered += 1;
+        }
+    }
+    eprintln!("admission: {answered} of 16 cold /fib/10..25 answered 200 beside /fib/92 and /fib/91");
+    assert_eq!(answered, 16);
+    for resp in hopeless {
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status, 504, "{}", resp.body);
+        assert!(json(&resp)["error"].as_str().unwrap().contains("not tried"));
+    }
+    assert_eq!(server.metric("fibcache_computations_refused_total").await, 2.0);
+    assert_eq!(server.metric("fibcache_computations_started_total").await, 16.0);
 }

@@ -33,7 +33,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tracing::Level;
 
 use crate::engine::{Answer, Engine};
-use crate::fib::Fib;
+use crate::fib::{Fib, Workload};
 use crate::metrics::{self, Metrics, RouteName};
 use crate::openapi;
 use crate::tiers::Tiers;
@@ -89,6 +89,15 @@ impl App {
     /// # Panics
     /// When `tiers` is empty.
     pub fn tiered(tiers: Vec<(String, Arc<dyn Cache>)>, settings: Settings) -> Self {
+        App::with_workload(tiers, settings, Arc::new(Fib::default()))
+    }
+
+    /// [`App::tiered`] computing `workload` instead of the Fibonacci numbers.
+    pub(crate) fn with_workload(
+        tiers: Vec<(String, Arc<dyn Cache>)>,
+        settings: Settings,
+        workload: Arc<dyn Workload>,
+    ) -> Self {
         assert!(!tiers.is_empty(), "an app needs at least one cache tier");
         let metrics = Arc::new(Metrics::new());
         let backend = tiers
@@ -97,7 +106,6 @@ impl App {
             .collect::<Vec<_>>()
             .join("+");
         let tiers = Tiers::new(tiers, &settings, &metrics);
-        let workload = Arc::new(Fib::default());
         let max_n = settings.max_n();
         App {
             inner: Arc::new(Inner {
@@ -437,6 +445,45 @@ fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+
+    /// A workload that panics.
+    struct Panics;
+
+    impl Workload for Panics {
+        fn compute(
+            &self,
+            _n: u64,
+            _cancelled: &dyn Fn() -> bool,
+        ) -> Result<u64, crate::fib::Cancelled> {
+            panic!("the workload panics on cue")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_computation_is_a_json_500_and_the_connection_stays_usable() {
+        let cache: Arc<dyn Cache> = Arc::new(fibcache_core::nop::NopCache);
+        let app = App::with_workload(
+            vec![("nop".to_owned(), cache)],
+            Settings::default(),
+            Arc::new(Panics),
+        );
+        let request = Request::get("/fib/20").body(()).unwrap();
+        let response = app.handle(request).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers().get(CONNECTION), None, "no `Connection: close`");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(body["error"].as_str().unwrap().contains("fib(20) failed"), "{body}");
+        let exposition = app.metrics().encode();
+        assert!(
+            exposition.contains(r#"fibcache_computations_finished_total{outcome="panicked"} 1"#),
+            "{exposition}"
+        );
+        assert!(
+            exposition.contains(r#"fibcache_requests_total{route="/fib",status="500"} 1"#),
+            "{exposition}"
+        );
+    }
 
     #[tokio::test]
     async fn result_bodies_are_the_documented_json() {

@@ -201,3 +201,26 @@ async fn when_every_client_leaves_the_claim_is_released_and_waiters_stop() {
     assert_eq!(b.metric(STARTED).await, 0.0);
     assert_eq!(b.metric(RUNNING).await, 0.0);
 }
+
+/// Someone else's key at a claim's name never costs a 5xx, nor a wait: a key without a
+/// lifetime, one with a lifetime far above a claim's, and one of another type (a list) are
+/// each treated as no claim; the instance computes and counts it as `foreign`.
+#[tokio::test]
+async fn keys_planted_at_claim_names_are_no_claims_and_are_counted() {
+    let redis = RedisServer::start();
+    let server = server_on(&redis.url(), &[]);
+    redis.command(&["SET", "fib:claim:37", "x"]);
+    redis.command(&["SET", "fib:claim:36", "x", "PX", "999999999"]);
+    redis.command(&["RPUSH", "fib:claim:35", "a", "b"]);
+    for (n, planted) in [(37, "no lifetime"), (36, "PX 999999999"), (35, "a list")] {
+        let asked = std::time::Instant::now();
+        let resp = get(server.addr, &format!("/fib/{n}")).await;
+        // A figure for the record, not an assertion: timing is for benches.
+        eprintln!("planted claim ({planted}): {} in {:?}", resp.status, asked.elapsed());
+        assert_eq!(resp.status, 200, "{planted}: {}", resp.body);
+        assert_eq!(json(&resp)["result"], fib_fast(n).unwrap(), "{planted}");
+    }
+    assert_eq!(server.metric(&claims("foreign")).await, 3.0);
+    assert_eq!(server.metric(STARTED).await, 3.0);
+    assert_eq!(redis.command(&["TYPE", "fib:claim:35"]), "+list", "left as it was");
+}

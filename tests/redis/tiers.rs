@@ -141,3 +141,36 @@ async fn the_memory_tier_keeps_a_copy_no_longer_than_the_cache_ttl() {
     );
     assert_eq!(server.metric(MEMORY_HITS).await, 1.0);
 }
+
+/// A copy in the memory tier never outlives the Redis value it was copied from: value and
+/// lifetime are read in one round trip, and the copy's lifetime is counted from before that
+/// read. Each trial plants a value with a short lifetime, reads it (a Redis hit, copied), then
+/// reads on until Redis no longer has it: the first read after that must be computed.
+#[tokio::test]
+async fn a_memory_copy_never_outlives_its_redis_source_at_the_expiry_boundary() {
+    let redis = RedisServer::start();
+    let server = tiered_on(&redis.url(), &[]);
+    let trials: u64 = 30;
+    let mut stale = 0;
+    for trial in 0..trials {
+        let n = trial + 1;
+        let key = format!("fib:{n}");
+        let value = fibcache_server::fib::fib_fast(n).unwrap().to_string();
+        let px = (100 + 7 * trial).to_string();
+        redis.command(&["SET", &key, &value, "PX", &px]);
+        assert_eq!(fib(&server, n).await, "hit", "trial {trial}: from Redis");
+        loop {
+            let gone = redis.command(&["EXISTS", &key]) == ":0";
+            let cache = fib(&server, n).await;
+            if gone && cache == "hit" {
+                stale += 1;
+            }
+            // Computed again (and written for `--cache-ttl`): this trial is over.
+            if gone || cache == "miss" {
+                break;
+            }
+        }
+    }
+    eprintln!("expiry boundary: {stale} stale answers in {trials} trials");
+    assert_eq!(stale, 0, "a memory copy outlived its Redis source");
+}
