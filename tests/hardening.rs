@@ -579,13 +579,21 @@ async fn two_hopeless_requests_deny_no_cold_computation_of_a_small_n() {
             answered += 1;
         }
     }
-    eprintln!("admission: {answered} of 16 cold /fib/10..25 answered 200 beside /fib/92 and /fib/91");
+    eprintln!(
+        "admission: {answered} of 16 cold /fib/10..25 answered 200 beside /fib/92 and /fib/91"
+    );
     assert_eq!(answered, 16);
     for resp in hopeless {
         let resp = resp.await.unwrap();
         assert_eq!(resp.status, 504, "{}", resp.body);
         assert!(json(&resp)["error"].as_str().unwrap().contains("not tried"));
     }
-    assert_eq!(server.metric("fibcache_computations_refused_total").await, 2.0);
-    assert_eq!(server.metric("fibcache_computations_started_total").await, 16.0);
+    assert_eq!(
+        server.metric("fibcache_computations_refused_total").await,
+        2.0
+    );
+    assert_eq!(
+        server.metric("fibcache_computations_started_total").await,
+        16.0
+    );
 }

@@ -36,8 +36,8 @@ use crate::engine::{Answer, Engine};
 use crate::fib::{Fib, Workload};
 use crate::metrics::{self, Metrics, RouteName};
 use crate::openapi;
-use crate::tiers::Tiers;
 pub use crate::settings::{Settings, SettingsBuilder, SettingsError};
+use crate::tiers::Tiers;
 
 mod param;
 pub(crate) use param::parse_n;
@@ -470,10 +470,17 @@ mod tests {
         let request = Request::get("/fib/20").body(()).unwrap();
         let response = app.handle(request).await;
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(response.headers().get(CONNECTION), None, "no `Connection: close`");
+        assert_eq!(
+            response.headers().get(CONNECTION),
+            None,
+            "no `Connection: close`"
+        );
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert!(body["error"].as_str().unwrap().contains("fib(20) failed"), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("fib(20) failed"),
+            "{body}"
+        );
         let exposition = app.metrics().encode();
         assert!(
             exposition.contains(r#"fibcache_computations_finished_total{outcome="panicked"} 1"#),

@@ -17,8 +17,10 @@
 //!   can (Redis) refuses a longer value without transferring it, as an error naming its
 //!   length.
 //! - **Counted, and logged without flooding.** Every failure, timeout, skipped call and refused
-//!   value counts in `fibcache_cache_errors_total`; warnings are throttled to one a second with
-//!   the number held back. This is also the one place a panic inside a plugin's operation is
+//!   value counts in `fibcache_cache_errors_total`. An outage (a timeout, or
+//!   [`Error::Unavailable`]) is logged once when it starts and once when it ends, here only
+//!   (the backends log it at debug level at most); other failures warn, throttled to one a
+//!   second with the number held back. This is also the one place a panic inside a plugin's operation is
 //!   logged: it arrives as a backend error carrying the panic's message and location, and the
 //!   plugin does not log it itself (see `fibcache_core::plugin`'s guest side).
 
@@ -142,7 +144,7 @@ impl GuardedCache {
         match parse(&raw) {
             Ok(value) => Lookup::Value(value),
             Err(why) => {
-                self.metrics.cache_errors.inc();
+                self.metrics.cache_error();
                 throttled!(
                     self.warnings,
                     n,
@@ -229,7 +231,7 @@ impl GuardedCache {
         F: Future<Output = fibcache_core::Result<T>> + Unpin,
     {
         if self.skipping() {
-            self.metrics.cache_errors.inc();
+            self.metrics.cache_error();
             return None;
         }
         match bounded(self.timeout, op).await {
@@ -280,22 +282,25 @@ impl GuardedCache {
     }
 
     fn failed(&self, err: &Error, n: u64, key: &str, what: &str) {
-        self.metrics.cache_errors.inc();
+        self.metrics.cache_error();
         let cause = chain(err);
         if matches!(err, Error::Unavailable { .. }) {
             self.skip(&cause);
+            // An outage is logged once, when it starts (and when it ends).
+            tracing::debug!(n, key, backend = %self.backend, cause = %cause, "{what} failed; computing");
+            return;
         }
         throttled!(self.warnings, n, key, backend = %self.backend, cause = %cause, "{what} failed; computing");
     }
 
     fn timed_out(&self, n: u64, key: &str, what: &str) {
-        self.metrics.cache_errors.inc();
+        self.metrics.cache_error();
         let cause = format!(
             "no answer within {}",
             humantime::format_duration(self.timeout)
         );
         self.skip(&cause);
-        throttled!(self.warnings, n, key, backend = %self.backend, cause = %cause, "{what} timed out; computing");
+        tracing::debug!(n, key, backend = %self.backend, cause = %cause, "{what} timed out; computing");
     }
 }
 
@@ -400,10 +405,41 @@ mod tests {
         assert_eq!(guard.lookup(1, "fib:1").await, Lookup::Failed);
         assert_eq!(store.0.load(Ordering::Relaxed), 2, "asked again after it");
         assert_eq!(
-            metrics.cache_errors.get(),
+            metrics.sample("fibcache_cache_errors_total") as u64,
             4,
             "failures and skips are counted"
         );
+    }
+
+    /// Counts the warnings logged while it is the default subscriber.
+    struct CountWarnings(Arc<AtomicU64>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountWarnings {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if *event.metadata().level() == tracing::Level::WARN {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_is_logged_once_however_long_it_lasts() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let warnings = Arc::new(AtomicU64::new(0));
+        let subscriber = tracing_subscriber::registry().with(CountWarnings(warnings.clone()));
+        let _default = tracing::subscriber::set_default(subscriber);
+        let metrics = Arc::new(Metrics::new());
+        let guard = GuardedCache::new(Arc::new(Down::default()), "down", SKIP_FOR, metrics);
+        for _ in 0..5 {
+            assert_eq!(guard.lookup(1, "fib:1").await, Lookup::Failed);
+            guard.write(1, "fib:1", 1, SKIP_FOR).await;
+            tokio::time::advance(SKIP_FOR * 2).await;
+        }
+        assert_eq!(warnings.load(Ordering::Relaxed), 1);
     }
 
     /// A store that answers with a failure for one key and works for the others.
@@ -428,6 +464,6 @@ mod tests {
         let guard = GuardedCache::new(Arc::new(Picky), "picky", SKIP_FOR, metrics.clone());
         assert_eq!(guard.lookup(3, "bad").await, Lookup::Failed);
         assert_eq!(guard.lookup(6, "good").await, Lookup::Value(8));
-        assert_eq!(metrics.cache_errors.get(), 1);
+        assert_eq!(metrics.sample("fibcache_cache_errors_total") as u64, 1);
     }
 }

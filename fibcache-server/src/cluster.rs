@@ -115,7 +115,12 @@ struct Sighting {
 
 impl Cluster {
     /// Coalescing through the claims of tier `at` of `tiers`, with the keys of `settings`.
-    pub(crate) fn new(tiers: Arc<Tiers>, at: usize, settings: &Settings, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        tiers: Arc<Tiers>,
+        at: usize,
+        settings: &Settings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let claim_keys = (0..=settings.max_n())
             .map(|n| format!("{}claim:{n}", settings.prefix()))
             .collect();
@@ -259,7 +264,10 @@ impl Cluster {
             return Holder::Foreign("its lifetime is longer than a claim's");
         }
         let ends_at = now + left;
-        if sighting.ends_at.is_some_and(|seen| ends_at > seen + RENEWAL_SLACK) {
+        if sighting
+            .ends_at
+            .is_some_and(|seen| ends_at > seen + RENEWAL_SLACK)
+        {
             sighting.renewed_at = now;
         }
         sighting.ends_at = Some(sighting.ends_at.map_or(ends_at, |seen| seen.max(ends_at)));

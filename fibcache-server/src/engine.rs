@@ -151,11 +151,11 @@ impl Engine {
         // future keeps the future of every hit small (it is moved a few times per request).
         Box::pin(async {
             let settle = inner.settle.clone();
-            let mut waiter = inner
-                .flights
-                .join(n, move |id, cancel| async move { settle.run(n, id, cancel).await });
+            let mut waiter = inner.flights.join(n, move |id, cancel| async move {
+                settle.run(n, id, cancel).await
+            });
             // Counted once the request has joined: a miss seen in the metrics is a waiter.
-            inner.metrics.cache_misses.inc();
+            inner.metrics.missed();
             waiter.outcome().await.unwrap_or(Outcome::Stopped)
         })
         .await

@@ -93,10 +93,10 @@ mod throttle;
 mod tiers;
 
 pub use app::App;
-pub use settings::{Settings, SettingsBuilder, SettingsError};
 pub use engine::{Answer, Engine};
-pub use tiers::{TierSpec, TierSpecError, UNKNOWN_LIFETIME};
 pub use server::{run, ConnLimits};
+pub use settings::{Settings, SettingsBuilder, SettingsError};
+pub use tiers::{TierSpec, TierSpecError, UNKNOWN_LIFETIME};
 
 /// Every backend compiled into this binary, by name: the ones of `fibcache-core` and
 /// `fibcache-backends` that its features enable, and any other crate's linked into it. Asking

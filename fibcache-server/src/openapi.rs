@@ -89,8 +89,8 @@ mod tests {
 
     use super::*;
     use crate::app::{fixed_paths, FIB_PREFIX};
-    use crate::{App, Settings};
     use crate::fib;
+    use crate::{App, Settings};
 
     fn parsed(max_n: u64) -> Value {
         serde_json::from_slice(&document(max_n)).unwrap()

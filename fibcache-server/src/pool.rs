@@ -70,7 +70,11 @@ impl Drop for Running {
 
 impl Pool {
     /// A pool running `workload` under the limits of `settings`.
-    pub(crate) fn new(workload: Arc<dyn Workload>, settings: &Settings, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        workload: Arc<dyn Workload>,
+        settings: &Settings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Pool {
             workload,
             permits: Arc::new(Semaphore::new(settings.max_computes().get())),
@@ -85,8 +89,12 @@ impl Pool {
     pub(crate) fn admits(&self, n: u64) -> bool {
         match self.workload.estimate(n) {
             Some(estimate) if estimate > self.compute_timeout => {
-                self.metrics.computations_refused.inc();
-                tracing::debug!(n, ?estimate, "computation refused: it cannot finish in time");
+                self.metrics.refused();
+                tracing::debug!(
+                    n,
+                    ?estimate,
+                    "computation refused: it cannot finish in time"
+                );
                 false
             }
             _ => true,
@@ -109,17 +117,17 @@ impl Pool {
             permit = tokio::time::timeout(self.queue_wait, acquire) => permit,
         };
         let Ok(Ok(permit)) = permit else {
-            metrics.overloaded.inc();
+            metrics.overloaded();
             return Outcome::Overloaded;
         };
         if cancel.is_cancelled() {
             return Outcome::Stopped;
         }
-        metrics.computations_started.inc();
-        metrics.computations_running.inc();
+        metrics.started();
+        metrics.running().inc();
         let running = Running {
             _permit: permit,
-            gauge: metrics.computations_running.clone(),
+            gauge: metrics.running().clone(),
         };
         let (token, workload) = (cancel.clone(), self.workload.clone());
         let thread = tokio::task::spawn_blocking(move || {

@@ -128,7 +128,8 @@ impl Tiers {
             .into_iter()
             .map(|(name, cache)| {
                 let hits = metrics.hits(&name);
-                let guard = GuardedCache::new(cache, name, settings.cache_timeout(), metrics.clone());
+                let guard =
+                    GuardedCache::new(cache, name, settings.cache_timeout(), metrics.clone());
                 Tier { guard, hits }
             })
             .collect();
@@ -196,7 +197,9 @@ impl Tiers {
     /// The tier whose claims coalesce computations across instances: the farthest that
     /// offers claims, if any.
     pub(crate) fn claim_tier(&self) -> Option<usize> {
-        self.tiers.iter().rposition(|tier| tier.guard.offers_claims())
+        self.tiers
+            .iter()
+            .rposition(|tier| tier.guard.offers_claims())
     }
 
     /// The guarded backend of tier `at`.
@@ -224,6 +227,9 @@ mod tests {
             assert!(err.contains("has an empty tier"), "{bad:?}: {err}");
         }
         let err = "nop+memory+nop".parse::<TierSpec>().unwrap_err();
-        assert!(err.to_string().contains("backend `nop` is listed twice"), "{err}");
+        assert!(
+            err.to_string().contains("backend `nop` is listed twice"),
+            "{err}"
+        );
     }
 }

@@ -216,11 +216,19 @@ async fn keys_planted_at_claim_names_are_no_claims_and_are_counted() {
         let asked = std::time::Instant::now();
         let resp = get(server.addr, &format!("/fib/{n}")).await;
         // A figure for the record, not an assertion: timing is for benches.
-        eprintln!("planted claim ({planted}): {} in {:?}", resp.status, asked.elapsed());
+        eprintln!(
+            "planted claim ({planted}): {} in {:?}",
+            resp.status,
+            asked.elapsed()
+        );
         assert_eq!(resp.status, 200, "{planted}: {}", resp.body);
         assert_eq!(json(&resp)["result"], fib_fast(n).unwrap(), "{planted}");
     }
     assert_eq!(server.metric(&claims("foreign")).await, 3.0);
     assert_eq!(server.metric(STARTED).await, 3.0);
-    assert_eq!(redis.command(&["TYPE", "fib:claim:35"]), "+list", "left as it was");
+    assert_eq!(
+        redis.command(&["TYPE", "fib:claim:35"]),
+        "+list",
+        "left as it was"
+    );
 }

@@ -5,8 +5,8 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use fibcache_server::fib::{fib_fast, MAX_VALUE_LEN};
 use fibcache_core::{Config, Error};
+use fibcache_server::fib::{fib_fast, MAX_VALUE_LEN};
 
 use crate::server::{fib, server_on, stored};
 use crate::support::redis_server::RedisServer;

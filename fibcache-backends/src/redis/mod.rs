@@ -253,7 +253,11 @@ impl Cache for RedisCache {
             -1 => None,
             _ => return Ok(None),
         };
-        let max = self.inner.config.max_value_len().unwrap_or(NonZeroUsize::MAX);
+        let max = self
+            .inner
+            .config
+            .max_value_len()
+            .unwrap_or(NonZeroUsize::MAX);
         let value = bounded(&self.inner.config, key, head.unwrap_or_default(), true, max)?;
         Ok(value.map(|value| (value, left)))
     }

@@ -64,7 +64,10 @@ async fn a_failing_nearer_tier_is_skipped_and_a_farther_value_is_a_hit() {
     let (engine, metrics) = engine(&[("near", near), ("far", far)], settings(), &work);
     assert_eq!(engine.fib(10).await, Answer::Hit(55));
     assert_eq!(work.count(), 0);
-    assert_eq!(metrics.computations_started.get(), 0);
+    assert_eq!(
+        metrics.sample("fibcache_computations_started_total") as u64,
+        0
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -81,17 +84,27 @@ async fn a_planted_claim_is_no_claim_and_costs_no_wait() {
     let limit = Duration::from_secs(1);
     let plantings = [
         ("no lifetime", Life::Forever),
-        ("a lifetime above a claim's", Life::Until(Instant::now() + Duration::from_secs(999_999))),
+        (
+            "a lifetime above a claim's",
+            Life::Until(Instant::now() + Duration::from_secs(999_999)),
+        ),
     ];
     for (what, life) in plantings {
         let store = Scripted::new();
         store.put("fib:claim:37", "x", life);
         let work = Controlled::new(Behaviour::Instant);
-        let (engine, metrics) =
-            engine(&[("shared", store)], settings().compute_timeout(limit), &work);
+        let (engine, metrics) = engine(
+            &[("shared", store)],
+            settings().compute_timeout(limit),
+            &work,
+        );
         let asked = Instant::now();
         assert_eq!(engine.fib(37).await, Answer::Miss(24_157_817), "{what}");
-        assert!(asked.elapsed() < limit, "{what}: waited {:?}", asked.elapsed());
+        assert!(
+            asked.elapsed() < limit,
+            "{what}: waited {:?}",
+            asked.elapsed()
+        );
         assert_eq!(work.count(), 1, "{what}");
         assert_eq!(metrics.claims_of(Claimed::Foreign), 1, "{what}");
     }
@@ -116,13 +129,24 @@ async fn a_waiter_on_a_claim_renewed_forever_is_bounded_by_the_compute_timeout()
     store.put("fib:claim:20", "someone", Life::Rolling(CLAIM_TTL));
     let work = Controlled::new(Behaviour::Instant);
     let limit = Duration::from_secs(5);
-    let (engine, metrics) = engine(&[("shared", store)], settings().compute_timeout(limit), &work);
+    let (engine, metrics) = engine(
+        &[("shared", store)],
+        settings().compute_timeout(limit),
+        &work,
+    );
     let asked = Instant::now();
     assert_eq!(engine.fib(20).await, Answer::TimedOut);
     let waited = asked.elapsed();
-    assert!(waited >= limit && waited < limit + Duration::from_millis(50), "{waited:?}");
+    assert!(
+        waited >= limit && waited < limit + Duration::from_millis(50),
+        "{waited:?}"
+    );
     assert_eq!(work.count(), 0);
-    assert_eq!(metrics.claims_of(Claimed::TimedOut), 1, "a timed-out wait is counted");
+    assert_eq!(
+        metrics.claims_of(Claimed::TimedOut),
+        1,
+        "a timed-out wait is counted"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -175,7 +199,7 @@ async fn a_local_waiter_is_bounded_by_the_compute_timeout_and_the_slot_stays_tak
     assert_eq!(metrics.finished_of(Finished::Timeout), 1);
     // The thread sees its cancellation; only then is its slot free and it stops counting.
     work.wait_cancelled().await;
-    while metrics.computations_running.get() != 0 {
+    while metrics.sample("fibcache_computations_running") as i64 != 0 {
         tokio::task::yield_now().await;
     }
     assert_eq!(engine.inner.settle.pool.free_slots(), 2);
@@ -187,7 +211,7 @@ async fn a_panicking_computation_is_a_failure_counted_as_panicked() {
     let (engine, metrics) = engine(&[("memory", Scripted::new())], settings(), &work);
     assert_eq!(engine.fib(12).await, Answer::Failed);
     assert_eq!(metrics.finished_of(Finished::Panicked), 1);
-    assert_eq!(metrics.computations_running.get(), 0);
+    assert_eq!(metrics.sample("fibcache_computations_running") as i64, 0);
     assert_eq!(engine.fib(13).await, Answer::Failed, "the engine goes on");
 }
 
@@ -206,8 +230,14 @@ async fn hopeless_computations_take_no_slot_and_small_ones_still_run() {
         }
     }
     assert_eq!(answered, 16);
-    assert_eq!(metrics.computations_refused.get(), 2);
-    assert_eq!(metrics.computations_started.get(), 16);
+    assert_eq!(
+        metrics.sample("fibcache_computations_refused_total") as u64,
+        2
+    );
+    assert_eq!(
+        metrics.sample("fibcache_computations_started_total") as u64,
+        16
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -222,7 +252,11 @@ async fn a_copy_nearer_ends_no_later_than_its_source() {
     let (_, copy_ends) = near.peek("fib:15").expect("copied nearer");
     assert!(copy_ends.unwrap() <= source_ends);
     tokio::time::sleep_until(source_ends).await;
-    assert_eq!(near.peek("fib:15"), None, "the copy is gone with its source");
+    assert_eq!(
+        near.peek("fib:15"),
+        None,
+        "the copy is gone with its source"
+    );
     assert_eq!(engine.fib(15).await, Answer::Miss(610));
 }
 
@@ -231,7 +265,8 @@ async fn a_copy_from_a_tier_that_cannot_tell_lifetimes_lives_briefly() {
     let (near, far) = (Scripted::new(), Scripted::new());
     far.put("fib:15", "610", Life::Forever);
     let work = Controlled::new(Behaviour::Instant);
-    let tiers: [(&str, Arc<dyn Cache>); 2] = [("near", near.clone()), ("far", Arc::new(Plain(far)))];
+    let tiers: [(&str, Arc<dyn Cache>); 2] =
+        [("near", near.clone()), ("far", Arc::new(Plain(far)))];
     let (engine, _) = engine(&tiers, settings(), &work);
     let asked = Instant::now();
     assert_eq!(engine.fib(15).await, Answer::Hit(610));

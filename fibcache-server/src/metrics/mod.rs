@@ -182,18 +182,18 @@ pub struct Metrics {
     /// Requests answered from the cache, by the tier that answered.
     hits: Family<TierLabel, Counter>,
     /// Requests the cache could not answer (not found, expired, or unusable value).
-    pub(crate) cache_misses: Counter,
+    cache_misses: Counter,
     /// Cache operations that failed or timed out, and values that did not parse.
-    pub(crate) cache_errors: Counter,
+    cache_errors: Counter,
     /// Computations that got a slot and began.
-    pub(crate) computations_started: Counter,
+    computations_started: Counter,
     finished: [Counter; Finished::ALL.len()],
     /// Cold requests answered 504 at once: their computation could not finish in time.
-    pub(crate) computations_refused: Counter,
+    computations_refused: Counter,
     /// Computations running right now.
-    pub(crate) computations_running: Gauge,
+    computations_running: Gauge,
     /// Cold requests refused with 503 because no computation slot came free in time.
-    pub(crate) overloaded: Counter,
+    overloaded: Counter,
     /// Connections open right now.
     pub(crate) connections_open: Gauge,
     /// Connections refused with 503 because `--max-connections` were open.
@@ -391,6 +391,36 @@ impl Metrics {
         up
     }
 
+    /// Counts one request that found no usable value in the cache and joined a flight.
+    pub(crate) fn missed(&self) {
+        self.cache_misses.inc();
+    }
+
+    /// Counts one cache operation that failed, timed out or was skipped, or a refused value.
+    pub(crate) fn cache_error(&self) {
+        self.cache_errors.inc();
+    }
+
+    /// Counts one computation that got its slot and begins.
+    pub(crate) fn started(&self) {
+        self.computations_started.inc();
+    }
+
+    /// The gauge of computations running now.
+    pub(crate) fn running(&self) -> &Gauge {
+        &self.computations_running
+    }
+
+    /// Counts one cold request refused at once because its computation cannot finish in time.
+    pub(crate) fn refused(&self) {
+        self.computations_refused.inc();
+    }
+
+    /// Counts one cold request refused because no computation slot came free in time.
+    pub(crate) fn overloaded(&self) {
+        self.overloaded.inc();
+    }
+
     /// Counts one flight's claim outcome.
     pub(crate) fn claimed(&self, how: Claimed) {
         self.claims[how as usize].inc();
@@ -416,6 +446,14 @@ impl Metrics {
 
 #[cfg(test)]
 impl Metrics {
+    /// The value of one sample of the exposition, e.g. `fibcache_cache_errors_total`.
+    pub(crate) fn sample(&self, sample: &str) -> f64 {
+        let text = self.encode();
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{sample} missing from\n{text}"))
+    }
+
     /// Claims counted with outcome `how`.
     pub(crate) fn claims_of(&self, how: Claimed) -> u64 {
         self.claims[how as usize].get()
