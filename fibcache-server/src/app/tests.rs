@@ -1,0 +1,57 @@
+//! The app without HTTP: answers, and what they are counted as.
+use super::*;
+use http_body_util::BodyExt;
+
+/// A workload that panics.
+struct Panics;
+
+impl Workload for Panics {
+    fn compute(
+        &self,
+        _n: u64,
+        _cancelled: &dyn Fn() -> bool,
+    ) -> Result<u64, crate::fib::Cancelled> {
+        panic!("the workload panics on cue")
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_computation_is_a_json_500_and_the_connection_stays_usable() {
+    let cache: Arc<dyn Cache> = Arc::new(fibcache_core::nop::NopCache);
+    let app = App::with_workload(
+        vec![("nop".to_owned(), cache)],
+        Settings::default(),
+        Arc::new(Panics),
+    );
+    let request = Request::get("/fib/20").body(()).unwrap();
+    let response = app.handle(request).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        response.headers().get(CONNECTION),
+        None,
+        "no `Connection: close`"
+    );
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("fib(20) failed"),
+        "{body}"
+    );
+    let exposition = app.metrics().encode();
+    assert!(
+        exposition.contains(r#"fibcache_computations_finished_total{outcome="panicked"} 1"#),
+        "{exposition}"
+    );
+    assert!(
+        exposition.contains(r#"fibcache_requests_total{route="/fib",status="500"} 1"#),
+        "{exposition}"
+    );
+}
+
+#[tokio::test]
+async fn result_bodies_are_the_documented_json() {
+    for value in [0u64, 7, 55, 832_040, 7_540_113_804_746_346_429, u64::MAX] {
+        let body = result(value, "hit").into_body().collect().await.unwrap();
+        assert_eq!(body.to_bytes(), format!("{{\"result\":{value}}}"));
+    }
+}
