@@ -50,6 +50,30 @@ pub type Body = Full<Bytes>;
 /// Serve it with [`run`](crate::run), or nest it in another server as a
 /// [`tower_service::Service`]: with axum, `Router::new().nest_service("/api", app)`
 /// (`examples/embed_axum.rs` in the repository).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use fibcache_server::{App, Settings};
+///
+/// let settings = Settings::builder().max_n(30).build()?;
+/// let cache = fibcache_server::backends()?
+///     .create("nop", &settings.cache_config())
+///     .await?;
+/// let app = App::new(cache, "nop", settings);
+///
+/// // One request, as a tower service would receive it.
+/// let request = hyper::Request::get("/fib/20").body(())?;
+/// let response = app.handle(request).await;
+/// assert_eq!(response.status(), 200);
+/// assert_eq!(response.headers()["x-cache"], "miss");
+///
+/// // Beyond this app's `max_n`: a JSON 422, never a panic.
+/// let response = app.handle(hyper::Request::get("/fib/31").body(())?).await;
+/// assert_eq!(response.status(), 422);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct App {
     inner: Arc<Inner>,

@@ -110,7 +110,24 @@ const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
 /// A Redis-backed [`Cache`], to one server or a Redis Cluster, cheap to clone (clones share
 /// one connection). It offers both optional capabilities, [`Expiry`] and [`Claims`].
 ///
-/// Create it through the registry (`FIB_CACHE=redis`) or with [`RedisCache::connect`].
+/// Create it through the registry (`FIB_CACHE=redis`) or with [`RedisCache::connect`]:
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> fibcache_core::Result<()> {
+/// use std::time::Duration;
+/// use fibcache_backends::redis::{RedisCache, RedisConfig};
+/// use fibcache_core::{Cache, Config};
+///
+/// // Settings as the registry reads them: explicit ones first, then the environment.
+/// let config = Config::default().with_var("REDIS_URL", "redis://127.0.0.1:6379/0");
+/// let cache = RedisCache::connect(RedisConfig::from_config(&config)?).await?;
+/// cache.set("fib:10", "55", Duration::from_secs(15)).await?;
+/// assert_eq!(cache.get("fib:10").await?.as_deref(), Some("55"));
+/// // It offers both capabilities.
+/// assert!(cache.expiry().is_some() && cache.claims().is_some());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct RedisCache {
     inner: Arc<Inner>,
