@@ -5,7 +5,7 @@
 //!   abandoned and counted as failed. The backend receives the same limit as
 //!   [`Config::op_timeout`](fibcache_core::Config::op_timeout) for its own client.
 //! - **One fail-fast window.** After a call times out or the backend reports
-//!   [`Error::Unavailable`], the cache is skipped for [`SKIP_FOR`]: requests compute at once
+//!   [`ErrorKind::Unavailable`](fibcache_core::ErrorKind::Unavailable), the cache is skipped for [`SKIP_FOR`]: requests compute at once
 //!   instead of each waiting out the limit on a store that is down. The first call after the
 //!   window asks the store again. Any other failure (an error reply, a garbled value) says
 //!   nothing about the next key and skips nothing.
@@ -283,8 +283,8 @@ impl GuardedCache {
 
     fn failed(&self, err: &Error, n: u64, key: &str, what: &str) {
         self.metrics.cache_error();
-        let cause = chain(err);
-        if matches!(err, Error::Unavailable { .. }) {
+        let cause = err.chain();
+        if err.is_unavailable() {
             self.skip(&cause);
             // An outage is logged once, when it starts (and when it ends).
             tracing::debug!(n, key, backend = %self.backend, cause = %cause, "{what} failed; computing");
@@ -320,19 +320,6 @@ fn parse(raw: &str) -> Result<u64, &'static str> {
         Ok(value) if value <= i64::MAX as u64 => Ok(value),
         _ => Err("larger than i64::MAX"),
     }
-}
-
-/// An error and its sources joined with `": "`, as `anyhow`'s `{:#}` writes them. A newline
-/// inside one of them stays in the text; the text log format escapes it.
-fn chain(err: &Error) -> String {
-    let mut out = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 /// Awaits `op` for at most `limit`. An operation that is ready at once (an in-process cache)

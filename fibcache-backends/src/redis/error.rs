@@ -1,10 +1,10 @@
 //! How the `redis` client's errors become fibcache's: classified by their kind, never by their
 //! text, and scrubbed of the password.
 //!
-//! An operation's failure is [`Error::Unavailable`] when Redis could not be reached, did not
+//! An operation's failure is [`ErrorKind::Unavailable`](fibcache_core::ErrorKind::Unavailable) when Redis could not be reached, did not
 //! answer in time, or said it is not serving now, so that the server skips it for a moment;
-//! any other failure is [`Error::Backend`]. At start-up, the errors that only a change of
-//! settings can fix become the message of an [`Error::Config`].
+//! any other failure is [`ErrorKind::Backend`](fibcache_core::ErrorKind::Backend). At start-up, the errors that only a change of
+//! settings can fix become the message of an [`ErrorKind::Config`](fibcache_core::ErrorKind::Config).
 
 use std::fmt;
 
@@ -13,8 +13,8 @@ use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use super::RedisConfig;
 
-/// A failed operation as this crate's [`Error`]: [`Error::Unavailable`] when Redis could not be
-/// reached, did not answer in time, or said it is not serving now; [`Error::Backend`] for any
+/// A failed operation as this crate's [`Error`]: [`ErrorKind::Unavailable`](fibcache_core::ErrorKind::Unavailable) when Redis could not be
+/// reached, did not answer in time, or said it is not serving now; [`ErrorKind::Backend`](fibcache_core::ErrorKind::Backend) for any
 /// other failure. The message names the endpoint and is scrubbed of the password.
 pub(super) fn operation_error(config: &RedisConfig, err: &RedisError) -> Error {
     let cause = if err.is_timeout() {
@@ -201,10 +201,12 @@ mod tests {
     }
 
     fn is_unavailable(err: &RedisError) -> bool {
-        match operation_error(&settings(&[]), err) {
-            Error::Unavailable { backend, .. } => backend == "redis",
-            Error::Backend { backend, .. } => backend != "redis",
-            other => panic!("an operation failed with {other:?}"),
+        let error = operation_error(&settings(&[]), err);
+        assert_eq!(error.backend_name(), "redis");
+        match error.kind() {
+            fibcache_core::ErrorKind::Unavailable => true,
+            fibcache_core::ErrorKind::Backend => false,
+            _ => panic!("an operation failed with {error:?}"),
         }
     }
 
@@ -328,7 +330,7 @@ mod tests {
             io_error(io::ErrorKind::ConnectionRefused),
         ] {
             let error = operation_error(&config, &err);
-            assert!(matches!(error, Error::Unavailable { .. }), "{err}");
+            assert!(error.is_unavailable(), "{err}");
             let source = std::error::Error::source(&error).unwrap().to_string();
             let at = "redis cluster at 10.0.0.1:7000,10.0.0.2:7000: ";
             assert!(source.starts_with(at), "{source}");

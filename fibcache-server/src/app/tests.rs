@@ -1,4 +1,6 @@
 //! The app without HTTP: answers, and what they are counted as.
+use std::future::Future;
+
 use super::*;
 use http_body_util::BodyExt;
 
@@ -54,4 +56,24 @@ async fn result_bodies_are_the_documented_json() {
         let body = result(value, "hit").into_body().collect().await.unwrap();
         assert_eq!(body.to_bytes(), format!("{{\"result\":{value}}}"));
     }
+}
+
+#[tokio::test]
+async fn a_request_dropped_unanswered_by_an_outer_layer_is_counted_as_cut_short() {
+    let app = App::new(
+        Arc::new(fibcache_core::nop::NopCache),
+        "nop",
+        Settings::default(),
+    );
+    let request = Request::get("/fib/35").body(()).unwrap();
+    let mut answer = Box::pin(app.handle(request));
+    // Polled once: the computation is under way, so there is no answer yet.
+    let first = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await;
+    assert!(first.is_pending());
+    drop(answer);
+    let text = app.metrics().encode();
+    assert!(
+        text.contains(r#"fibcache_requests_total{route="/fib",status="499"} 1"#),
+        "{text}"
+    );
 }
