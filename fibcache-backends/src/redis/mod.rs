@@ -59,8 +59,8 @@
 //!
 //! # Capabilities
 //! [`Expiry`] is `PTTL`, and [`Cache::get_with_remaining`] reads the value (bounded as above)
-//! and its `PTTL` in one pipeline, so that a copy made from it never outlives it; [`Claims`] are `SET key token NX PX <ms>` and two Lua scripts (see
-//! `capabilities.rs`). A Redis ACL user needs `PING`, `GET`, `GETRANGE`, `EXISTS`, `SET`,
+//! and its `PTTL` in one pipeline, so that a copy made from it never outlives it. [`Claims`]
+//! are `SET key token NX PX <ms>` and two Lua scripts (see `capabilities.rs`). A Redis ACL user needs `PING`, `GET`, `GETRANGE`, `EXISTS`, `SET`,
 //! `PTTL`, `EVALSHA`, `EVAL`, `PEXPIRE` and `DEL` (the last three run inside the scripts), and
 //! `CLUSTER SLOTS` in cluster mode.
 //!

@@ -187,7 +187,7 @@ async fn a_computation_outliving_its_claim_keeps_it_and_runs_once_across_instanc
 #[tokio::test(start_paused = true)]
 async fn a_local_waiter_is_bounded_by_the_compute_timeout_and_the_slot_stays_taken_until_the_thread_stops(
 ) {
-    let work = Controlled::new(Behaviour::Gated);
+    let work = Controlled::new(Behaviour::Stubborn);
     let limit = Duration::from_secs(3);
     let settings = settings().compute_timeout(limit).cluster_coalescing(false);
     let (engine, metrics) = engine(&[("memory", Scripted::new())], settings, &work);
@@ -197,9 +197,13 @@ async fn a_local_waiter_is_bounded_by_the_compute_timeout_and_the_slot_stays_tak
     run_for(limit).await;
     assert_eq!(request.await.unwrap(), Answer::TimedOut);
     assert_eq!(metrics.finished_of(Finished::Timeout), 1);
-    // The thread sees its cancellation; only then is its slot free and it stops counting.
+    // Its thread has not stopped yet: it still runs, and holds its slot.
+    let running = || metrics.sample("fibcache_computations_running") as i64;
+    assert_eq!(running(), 1);
+    assert_eq!(engine.inner.settle.pool.free_slots(), 1);
+    work.release();
     work.wait_cancelled().await;
-    while metrics.sample("fibcache_computations_running") as i64 != 0 {
+    while running() != 0 {
         tokio::task::yield_now().await;
     }
     assert_eq!(engine.inner.settle.pool.free_slots(), 2);

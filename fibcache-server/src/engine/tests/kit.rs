@@ -185,6 +185,8 @@ pub(super) enum Behaviour {
     Instant,
     /// Runs until released (or cancelled).
     Gated,
+    /// Runs until released, whether cancelled or not (a thread slow to notice).
+    Stubborn,
     /// Panics.
     Panics,
 }
@@ -243,6 +245,15 @@ impl Workload for Controlled {
         match self.behaviour {
             Behaviour::Instant => {}
             Behaviour::Panics => panic!("the workload panics on cue"),
+            Behaviour::Stubborn => {
+                while !self.released.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                if cancelled() {
+                    self.cancelled.add_permits(1);
+                    return Err(Cancelled);
+                }
+            }
             Behaviour::Gated => {
                 while !self.released.load(Ordering::Relaxed) {
                     if cancelled() {
