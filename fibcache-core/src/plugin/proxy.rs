@@ -3,12 +3,24 @@
 //!
 //! A plugin operation completes through [`on_done`], which this module turns into a oneshot
 //! channel, so an async worker of the server awaits it like any other future and never blocks
-//! on a plugin.
+//! on a plugin: the call that starts an operation returns at once (the plugin runs it on its
+//! own runtime, see `guest`), and the answer arrives as a wake-up, which the server's time
+//! limit can race.
 //!
-//! Invariants: every `ctx` handed to the plugin is a fresh [`Pending`] that [`on_done`] frees
-//! exactly once (the plugin answers each operation once); an instance is released exactly
-//! once, by the [`PluginCache`] that owns it or, when nobody waits for its `create` any more,
-//! by [`on_done`].
+//! The optional capabilities cross too: a [`PluginCache`] offers [`Expiry`] and [`Claims`]
+//! when the plugin's table has their entries and the instance says it offers them, asked once
+//! when it is created.
+//!
+//! Invariants:
+//! - Every `ctx` handed to the plugin is a fresh [`Pending`] that [`on_done`] frees exactly
+//!   once (the plugin answers each operation once).
+//! - An instance is released exactly once: by the [`PluginCache`] that owns it or, when
+//!   nobody can use it (its `create` was given up, or answered with a failure or with text
+//!   that is not UTF-8), by [`on_done`]. An instance pointer in the answer of any other
+//!   operation is ignored: it is not known to be fresh.
+//! - What an answer carries is checked against a bound before it is copied: a value longer
+//!   than the instance's [`Config::max_value_len`] is refused as a failure of the backend
+//!   without being read, and any other text is cut to [`MAX_TEXT_LEN`].
 
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -16,9 +28,15 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::abi::{ConfigView, Instance, PluginApi, RStr, Status};
+use super::abi::{
+    remaining_from_text, Capabilities, ConfigView, Instance, PluginApi, RStr, Status,
+};
 use crate::registry::DynFactory;
-use crate::{async_trait, Cache, Config, Error, Result};
+use crate::{async_trait, Cache, Claims, Config, Error, Expiry, Result};
+
+/// The longest text of an answer that is not a value (an error message, a remaining
+/// lifetime) the host copies; a longer one is cut.
+pub(super) const MAX_TEXT_LEN: usize = 4096;
 
 /// The registry factory of the backend `index` of a plugin whose functions are `api`.
 pub(super) fn factory(api: &'static PluginApi, index: usize, name: &str) -> DynFactory {
@@ -40,17 +58,33 @@ pub(super) struct Outcome {
     instance: InstancePtr,
 }
 
+/// What an operation may answer besides its status: this decides what [`on_done`] copies and
+/// keeps.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Expect {
+    /// A value of at most this many bytes (`get`).
+    Value(usize),
+    /// A new instance (`create`).
+    Instance,
+    /// Nothing but a short text (every other operation).
+    Nothing,
+}
+
 /// The `ctx` of one operation: where to send its outcome.
 struct Pending {
     tx: oneshot::Sender<Outcome>,
-    /// To release an instance that arrives after its `create` was given up.
+    /// To release an instance that nobody will use.
     api: &'static PluginApi,
+    expect: Expect,
 }
 
 /// A fresh `ctx` for [`on_done`] and the receiver of its outcome.
-pub(super) fn completion(api: &'static PluginApi) -> (*mut c_void, oneshot::Receiver<Outcome>) {
+pub(super) fn completion(
+    api: &'static PluginApi,
+    expect: Expect,
+) -> (*mut c_void, oneshot::Receiver<Outcome>) {
     let (tx, rx) = oneshot::channel();
-    let ctx = Box::into_raw(Box::new(Pending { tx, api }));
+    let ctx = Box::into_raw(Box::new(Pending { tx, api, expect }));
     (ctx.cast(), rx)
 }
 
@@ -59,31 +93,68 @@ pub(super) fn completion(api: &'static PluginApi) -> (*mut c_void, oneshot::Rece
 pub(super) unsafe extern "C" fn on_done(
     ctx: *mut c_void,
     status: Status,
-    text: RStr,
+    text: RStr<'_>,
     instance: *const Instance,
 ) {
     // SAFETY: `ctx` comes from `completion` and the plugin calls `done` once per operation.
     let pending = unsafe { Box::from_raw(ctx.cast::<Pending>()) };
     // SAFETY: `text` is valid for the duration of this call.
-    let bytes = unsafe { text.as_bytes() };
-    let (status, text) = match String::from_utf8(bytes.to_vec()) {
-        Ok(text) => (status, text),
-        Err(_) => (
-            Status::FAILED,
-            "the plugin answered with text that is not UTF-8".to_owned(),
-        ),
+    let (status, text) = unsafe { copy_answer(status, text, pending.expect) };
+    let fresh = match pending.expect {
+        Expect::Instance => instance,
+        Expect::Value(_) | Expect::Nothing => std::ptr::null(),
     };
     let outcome = Outcome {
         status,
         text,
-        instance: InstancePtr(instance),
+        instance: InstancePtr(if status == Status::OK {
+            fresh
+        } else {
+            std::ptr::null()
+        }),
     };
-    if let Err(unwanted) = pending.tx.send(outcome) {
-        // Nobody waits any more (the `create` future was dropped): free what was made for it.
-        if !unwanted.instance.0.is_null() {
-            // SAFETY: a fresh instance of this plugin that nobody else holds.
-            unsafe { (pending.api.release)(unwanted.instance.0) };
-        }
+    let unwanted = match pending.tx.send(outcome) {
+        // A failed `create` (or one whose text was refused) cannot hand its instance over.
+        Ok(()) if status != Status::OK => fresh,
+        Ok(()) => std::ptr::null(),
+        // Nobody waits any more (the `create` future was dropped).
+        Err(unsent) => unsent.instance.0,
+    };
+    if !unwanted.is_null() {
+        // SAFETY: a fresh instance of this plugin that nobody else holds.
+        unsafe { (pending.api.release)(unwanted) };
+    }
+}
+
+/// The status and text of an answer, copied within their bounds: the text of a success (a
+/// value) must be UTF-8 and no longer than `expect` allows, or the answer becomes a failure
+/// and nothing is copied; the message of a failure is cut to [`MAX_TEXT_LEN`].
+///
+/// # Safety
+/// `text` must be valid for the call.
+unsafe fn copy_answer(status: Status, text: RStr<'_>, expect: Expect) -> (Status, String) {
+    if status != Status::OK {
+        // SAFETY: forwarded to the caller; at most `MAX_TEXT_LEN` bytes are read.
+        return (status, unsafe { text.to_string_truncated(MAX_TEXT_LEN) });
+    }
+    let max = match expect {
+        Expect::Value(max) => max,
+        Expect::Instance | Expect::Nothing => MAX_TEXT_LEN,
+    };
+    // SAFETY: forwarded to the caller; nothing is read when the text is too long.
+    match unsafe { text.bytes_within(max) }.map(std::str::from_utf8) {
+        Ok(Ok(text)) => (status, text.to_owned()),
+        Ok(Err(_)) => (
+            Status::FAILED,
+            "the plugin answered with text that is not UTF-8".to_owned(),
+        ),
+        Err(len) => (
+            Status::FAILED,
+            format!(
+                "the plugin answered a value of {len} bytes, longer than the {max} this cache \
+                 accepts"
+            ),
+        ),
     }
 }
 
@@ -108,7 +179,7 @@ impl PluginBackend {
     async fn create(&self, config: &Config) -> Result<Arc<dyn Cache>> {
         let rx = {
             let view = ConfigView::new(config);
-            let (ctx, rx) = completion(self.api);
+            let (ctx, rx) = completion(self.api, Expect::Instance);
             // SAFETY: the config view outlives the call; `ctx` is a fresh completion.
             unsafe { (self.api.create)(self.index, view.as_ffi(), ctx, on_done) };
             rx
@@ -123,11 +194,15 @@ impl PluginBackend {
                 "the plugin created no instance",
             ));
         }
-        Ok(Arc::new(PluginCache {
+        let mut cache = PluginCache {
             api: self.api,
             instance: outcome.instance,
             name: self.name.clone(),
-        }))
+            max_value_len: config.max_value_len().map_or(usize::MAX, |max| max.get()),
+            capabilities: Capabilities::NONE,
+        };
+        cache.capabilities = cache.ask_capabilities();
+        Ok(Arc::new(cache))
     }
 }
 
@@ -142,13 +217,33 @@ struct PluginCache {
     instance: InstancePtr,
     /// The registered name, for errors.
     name: Arc<str>,
+    /// [`Config::max_value_len`] of the instance (`usize::MAX` without one): a longer value
+    /// is refused before it is copied.
+    max_value_len: usize,
+    /// What the instance offers and the table can carry; asked once, at creation, as the
+    /// `Cache` methods that tell are synchronous.
+    capabilities: Capabilities,
 }
 
 impl PluginCache {
-    /// Runs one operation: `start` calls the plugin with a fresh `ctx`; the answer is awaited
-    /// without blocking the thread.
-    async fn call(&self, start: impl FnOnce(*mut c_void)) -> Result<Outcome> {
-        let (ctx, rx) = completion(self.api);
+    /// The capabilities the instance says it offers, of those whose entries the table has.
+    fn ask_capabilities(&self) -> Capabilities {
+        let api = self.api;
+        let Some(ask) = api.capabilities else {
+            return Capabilities::NONE;
+        };
+        let entries = Capabilities::with_entries(
+            api.remaining.is_some(),
+            api.claim.is_some() && api.renew.is_some() && api.release_claim.is_some(),
+        );
+        // SAFETY: the instance is alive; the function answers at once.
+        unsafe { ask(self.instance.0) }.and(entries)
+    }
+
+    /// Runs one operation: `start` calls the plugin with a fresh `ctx` and returns at once; the
+    /// answer is awaited without blocking the thread.
+    async fn call(&self, expect: Expect, start: impl FnOnce(*mut c_void)) -> Result<Outcome> {
+        let (ctx, rx) = completion(self.api, expect);
         start(ctx);
         let outcome = rx.await.map_err(|_| vanished(&self.name))?;
         if outcome.status == Status::OK || outcome.status == Status::ABSENT {
@@ -157,13 +252,19 @@ impl PluginCache {
             Err(outcome.status.into_error(&self.name, outcome.text))
         }
     }
+
+    /// Runs a claim operation; `Ok(true)` when the plugin answered [`Status::OK`].
+    async fn claim_op(&self, start: impl FnOnce(*mut c_void)) -> Result<bool> {
+        let outcome = self.call(Expect::Nothing, start).await?;
+        Ok(outcome.status == Status::OK)
+    }
 }
 
 #[async_trait]
 impl Cache for PluginCache {
     async fn get(&self, key: &str) -> Result<Option<String>> {
         let outcome = self
-            .call(|ctx| {
+            .call(Expect::Value(self.max_value_len), |ctx| {
                 // SAFETY: the instance is alive (released only in `drop`), the key outlives
                 // the call, and `ctx` is a fresh completion.
                 unsafe { (self.api.get)(self.instance.0, RStr::new(key), ctx, on_done) }
@@ -173,7 +274,7 @@ impl Cache for PluginCache {
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
-        self.call(|ctx| {
+        self.call(Expect::Nothing, |ctx| {
             // SAFETY: as in `get`.
             unsafe {
                 (self.api.set)(
@@ -189,6 +290,98 @@ impl Cache for PluginCache {
         .await?;
         Ok(())
     }
+
+    fn expiry(&self) -> Option<&dyn Expiry> {
+        self.capabilities.expiry().then_some(self)
+    }
+
+    fn claims(&self) -> Option<&dyn Claims> {
+        self.capabilities.claims().then_some(self)
+    }
+}
+
+/// The entry of an optional capability, which [`PluginCache::ask_capabilities`] saw present
+/// before offering it.
+fn entry<F>(entry: Option<F>, name: &str) -> Result<F> {
+    entry.ok_or_else(|| Error::backend(name, "the plugin lacks an entry of this capability"))
+}
+
+#[async_trait]
+impl Expiry for PluginCache {
+    async fn remaining(&self, key: &str) -> Result<Option<Duration>> {
+        let remaining = entry(self.api.remaining, &self.name)?;
+        let outcome = self
+            .call(Expect::Nothing, |ctx| {
+                // SAFETY: as in `get`.
+                unsafe { remaining(self.instance.0, RStr::new(key), ctx, on_done) }
+            })
+            .await?;
+        if outcome.status != Status::OK {
+            return Ok(None);
+        }
+        remaining_from_text(&outcome.text).map(Some).ok_or_else(|| {
+            Error::backend(
+                &*self.name,
+                "the plugin answered a remaining lifetime that is not a number of nanoseconds",
+            )
+        })
+    }
+}
+
+#[async_trait]
+impl Claims for PluginCache {
+    async fn claim(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let claim = entry(self.api.claim, &self.name)?;
+        self.claim_op(|ctx| {
+            // SAFETY: as in `get`; the token outlives the call too.
+            unsafe {
+                claim(
+                    self.instance.0,
+                    RStr::new(key),
+                    RStr::new(token),
+                    ttl.into(),
+                    ctx,
+                    on_done,
+                )
+            }
+        })
+        .await
+    }
+
+    async fn renew(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let renew = entry(self.api.renew, &self.name)?;
+        self.claim_op(|ctx| {
+            // SAFETY: as in `claim`.
+            unsafe {
+                renew(
+                    self.instance.0,
+                    RStr::new(key),
+                    RStr::new(token),
+                    ttl.into(),
+                    ctx,
+                    on_done,
+                )
+            }
+        })
+        .await
+    }
+
+    async fn release(&self, key: &str, token: &str) -> Result<bool> {
+        let release = entry(self.api.release_claim, &self.name)?;
+        self.claim_op(|ctx| {
+            // SAFETY: as in `claim`.
+            unsafe {
+                release(
+                    self.instance.0,
+                    RStr::new(key),
+                    RStr::new(token),
+                    ctx,
+                    on_done,
+                )
+            }
+        })
+        .await
+    }
 }
 
 impl Drop for PluginCache {
@@ -196,5 +389,148 @@ impl Drop for PluginCache {
         // SAFETY: released once, after the last call through this wrapper; operations still
         // running in the plugin hold their own reference to the backend.
         unsafe { (self.api.release)(self.instance.0) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::plugin::abi::Extensible;
+    use crate::plugin::guest::{ExportedCrate, Table};
+
+    struct Fixture;
+
+    impl ExportedCrate for Fixture {
+        const NAME: &'static str = "proxy-test";
+        const VERSION: &'static str = "0.0.0";
+    }
+
+    /// An instance pointer that nothing here dereferences.
+    fn fake_instance() -> *const Instance {
+        std::ptr::dangling()
+    }
+
+    static RELEASED: AtomicUsize = AtomicUsize::new(0);
+
+    /// Counts releases; only [`an_instance_nobody_can_use_is_released_once`] uses it.
+    unsafe extern "C" fn count_release(_instance: *const Instance) {
+        RELEASED.fetch_add(1, Ordering::SeqCst);
+    }
+
+    unsafe extern "C" fn ignore_release(_instance: *const Instance) {}
+
+    #[test]
+    fn an_instance_nobody_can_use_is_released_once() {
+        static API: PluginApi = PluginApi {
+            release: count_release,
+            ..Table::<Fixture>::API
+        };
+        let not_utf8 = [b'o', 0xff, b'k'];
+        let answers = [
+            // A successful `create` whose text is not UTF-8: refused as a failure.
+            (Status::OK, RStr::from_raw_parts(not_utf8.as_ptr(), 3)),
+            // A failed `create` that still hands over an instance.
+            (Status::FAILED, RStr::new("no")),
+            // A successful `create` with text longer than any the host copies.
+            (
+                Status::OK,
+                RStr::from_raw_parts(std::ptr::dangling(), MAX_TEXT_LEN + 1),
+            ),
+        ];
+        for (round, (status, text)) in answers.into_iter().enumerate() {
+            let (ctx, mut rx) = completion(&API, Expect::Instance);
+            // SAFETY: a fresh completion; `text` is readable, or longer than any bound.
+            unsafe { on_done(ctx, status, text, fake_instance()) };
+            let outcome = rx.try_recv().expect("answered");
+            assert_ne!(outcome.status, Status::OK, "{}", outcome.text);
+            assert!(outcome.instance.0.is_null());
+            assert_eq!(RELEASED.load(Ordering::SeqCst), round + 1);
+        }
+        // A `create` nobody waits for any more.
+        let (ctx, rx) = completion(&API, Expect::Instance);
+        drop(rx);
+        // SAFETY: a fresh completion.
+        unsafe { on_done(ctx, Status::OK, RStr::EMPTY, fake_instance()) };
+        assert_eq!(RELEASED.load(Ordering::SeqCst), 4);
+        // An instance in the answer of a `get` is not the host's to release.
+        let (ctx, _rx) = completion(&API, Expect::Value(19));
+        // SAFETY: a fresh completion.
+        unsafe { on_done(ctx, Status::FAILED, RStr::new("no"), fake_instance()) };
+        assert_eq!(RELEASED.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn a_value_longer_than_the_bound_is_refused_unread() {
+        // 64 MiB at an address where not one byte can be read: reading any would crash.
+        let huge = RStr::from_raw_parts(std::ptr::dangling(), 64 << 20);
+        // SAFETY: nothing is read of a text longer than the bound.
+        let (status, text) = unsafe { copy_answer(Status::OK, huge, Expect::Value(19)) };
+        assert_eq!(status, Status::FAILED);
+        assert_eq!(
+            text,
+            "the plugin answered a value of 67108864 bytes, longer than the 19 this cache accepts"
+        );
+        // SAFETY: a readable static.
+        let fits = unsafe { copy_answer(Status::OK, RStr::new("6765"), Expect::Value(19)) };
+        assert_eq!(fits, (Status::OK, "6765".to_owned()));
+        // A failure's message is cut, not refused.
+        let long = "x".repeat(MAX_TEXT_LEN * 2);
+        // SAFETY: as above.
+        let (status, text) =
+            unsafe { copy_answer(Status::FAILED, RStr::new(&long), Expect::Value(19)) };
+        assert_eq!(status, Status::FAILED);
+        assert_eq!(text.len(), MAX_TEXT_LEN + '…'.len_utf8());
+    }
+
+    unsafe extern "C" fn offers_everything(_instance: *const Instance) -> Capabilities {
+        Capabilities::with_entries(true, true)
+    }
+
+    fn cache_over(api: &'static PluginApi) -> PluginCache {
+        let mut cache = PluginCache {
+            api,
+            instance: InstancePtr(fake_instance()),
+            name: Arc::from("fixture"),
+            max_value_len: 19,
+            capabilities: Capabilities::NONE,
+        };
+        cache.capabilities = cache.ask_capabilities();
+        cache
+    }
+
+    #[test]
+    fn a_capability_is_offered_only_with_its_entries_and_the_instances_yes() {
+        static WITHOUT_ENTRIES: PluginApi = PluginApi {
+            size: PluginApi::MANDATORY,
+            release: ignore_release,
+            capabilities: None,
+            remaining: None,
+            claim: None,
+            renew: None,
+            release_claim: None,
+            ..Table::<Fixture>::API
+        };
+        let old = cache_over(&WITHOUT_ENTRIES);
+        assert!(old.expiry().is_none() && old.claims().is_none());
+
+        static NO_RENEW: PluginApi = PluginApi {
+            release: ignore_release,
+            capabilities: Some(offers_everything),
+            renew: None,
+            ..Table::<Fixture>::API
+        };
+        let partial = cache_over(&NO_RENEW);
+        assert!(partial.expiry().is_some());
+        assert!(partial.claims().is_none(), "claims need all three entries");
+
+        static EVERYTHING: PluginApi = PluginApi {
+            release: ignore_release,
+            capabilities: Some(offers_everything),
+            ..Table::<Fixture>::API
+        };
+        let full = cache_over(&EVERYTHING);
+        assert!(full.expiry().is_some() && full.claims().is_some());
     }
 }
