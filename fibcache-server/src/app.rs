@@ -98,7 +98,8 @@ impl App {
         let tiers = tiers
             .into_iter()
             .map(|(name, cache)| {
-                let guard = GuardedCache::new(cache, name, settings.cache_timeout(), metrics.clone());
+                let guard =
+                    GuardedCache::new(cache, name, settings.cache_timeout(), metrics.clone());
                 Tier::new(guard, &metrics)
             })
             .collect();
