@@ -2,7 +2,7 @@
 //! does (`fleet.rs`): its claims cross the plugin boundary, so a cold `n` is computed once by
 //! the instances that share one Redis through the plugin.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::fleet::{all_right, ask, claims, total, STARTED};
 use crate::support::redis_server::RedisServer;
@@ -20,7 +20,7 @@ fn rediscache_plugin() -> PathBuf {
 
 /// A server whose cache is the `rediscache` plugin on the Redis at `url`, with the 2 s cache
 /// limit of `server_on`.
-fn plugin_server_on(plugin: &PathBuf, url: &str) -> support::Server {
+fn plugin_server_on(plugin: &Path, url: &str) -> support::Server {
     Spawn::new()
         .arg("--plugin")
         .arg(plugin.display().to_string())
