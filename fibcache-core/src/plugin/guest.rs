@@ -29,32 +29,15 @@
 //!
 //! Invariants: every function here catches panics and answers its `done` exactly once (a
 //! [`Reply`] that is dropped unsent answers a failure), and copies what it keeps of the
-//! host's arguments before it returns or defers anything.
-//!
-//! # Panics are reported once, by the host
-//! A panic inside an operation ([`catch`]) is answered as [`Status::PANICKED`] with its message
-//! and location, and the host reports it like any other failure of the backend: for a cache
-//! call, through the server's cache guard, which logs one warning a second with the number
-//! held back. So the panic hook this module installs stays silent about such a panic; it only
-//! hands the location to [`catch`]. Logging it here as well would write one line per panic
-//! (a backend that panics on every `get` wrote tens of thousands a second) beside the host's
-//! throttled one, and two places would each think they were responsible. The hook logs, as an
-//! ERROR event forwarded to the host, only the panics that no reply carries: those outside an
-//! operation (a task the backend spawned on the plugin's runtime, a backend's `Drop` in
-//! `release`, `backend_count`, `backend_info`) and the rare one that unwinds through a reply
-//! before the message could be put in it. Those are not throttled. A panic that the backend
-//! catches itself inside an operation is not logged at all, as it is not a failure.
+//! host's arguments before it returns or defers anything. How panics are reported: see
+//! [`reply`].
 
-use std::any::Any;
-use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::mem::{size_of, ManuallyDrop};
+use std::mem::size_of;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 
 use tokio::runtime::Runtime;
 
@@ -66,6 +49,11 @@ use super::abi::{
 use super::log;
 use crate::registry::Registration;
 use crate::{Cache, Error};
+use reply::{guarded, install_panic_hook, take, CatchUnwind, Reply};
+
+mod reply;
+#[cfg(test)]
+mod tests;
 
 /// The crate whose backends a plugin exports: `export_plugin!` implements it for a type of
 /// its own, because the `init` of the function table needs the crate's name and a function
@@ -154,55 +142,6 @@ fn too_small(what: &str, size: usize, mandatory: usize) -> String {
         "the host's {what} has {size} bytes, fewer than the {mandatory} of plugin ABI \
          {ABI_VERSION}; the host is broken"
     )
-}
-
-thread_local! {
-    /// Whether a panic on this thread now is caught by [`catch`] and answered to the host.
-    static CATCHING: Cell<bool> = const { Cell::new(false) };
-    /// What the hook saw of the last panic [`catch`] is about to catch on this thread.
-    static CAUGHT: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Routes the plugin's panic messages (its own `std`'s hook) to the host instead of writing
-/// them to stderr behind the host's back: a panic that [`catch`] answers is left to the host
-/// (see the module documentation), any other is logged as an ERROR event.
-fn install_panic_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            let mut text = panic_message(info.payload());
-            if let Some(at) = info.location() {
-                text = format!("{text} (at {at})");
-            }
-            // `try_with`: a panic while the thread's locals are being destroyed is logged.
-            if CATCHING.try_with(Cell::get).unwrap_or(false) {
-                let _ = CAUGHT.try_with(|caught| *caught.borrow_mut() = Some(text));
-            } else {
-                log_panic(&text);
-            }
-        }));
-    });
-}
-
-/// Logs a panic that no reply carries to the host.
-fn log_panic(text: &str) {
-    tracing::error!(target: "fibcache::plugin::panic", "the plugin panicked: {text}");
-}
-
-/// Runs `f`, turning a panic into the text a [`Status::PANICKED`] reply carries: its message
-/// and, when the hook saw it, where it happened. The hook does not log such a panic.
-fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
-    let _ = CAUGHT.try_with(|caught| caught.borrow_mut().take());
-    let outer = CATCHING.replace(true);
-    let result = catch_unwind(AssertUnwindSafe(f));
-    CATCHING.set(outer);
-    result.map_err(|payload| {
-        CAUGHT
-            .try_with(|caught| caught.borrow_mut().take())
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic_message(&*payload))
-    })
 }
 
 unsafe extern "C" fn backend_count() -> usize {
@@ -479,154 +418,4 @@ fn spawn(reply: Reply, op: impl Future<Output = crate::Result<(Status, String)>>
             Err(panic) => reply.panicked(&panic),
         }
     }));
-}
-
-/// The host's completion callback for one operation; answers exactly once.
-///
-/// Sending consumes it; dropping it unsent (the task was dropped, or a panic unwound through
-/// it) answers with a failure instead, so the host never waits forever.
-struct Reply {
-    ctx: *mut c_void,
-    done: Done,
-}
-
-// SAFETY: the protocol lets the plugin call `done` with `ctx` from any thread.
-unsafe impl Send for Reply {}
-
-impl Reply {
-    fn send(self, status: Status, text: &str, instance: *const Instance) {
-        let this = ManuallyDrop::new(self);
-        // SAFETY: `done` and `ctx` are the host's, called once (the `Drop` is skipped), with a
-        // text borrowed for the duration of the call.
-        unsafe { (this.done)(this.ctx, status, RStr::new(text), instance) }
-    }
-
-    fn fail(self, err: &Error) {
-        let (status, text) = Status::of_error(err);
-        self.send(status, &text, std::ptr::null());
-    }
-
-    fn panicked(self, text: &str) {
-        self.send(Status::PANICKED, text, std::ptr::null());
-    }
-}
-
-impl Drop for Reply {
-    fn drop(&mut self) {
-        let (status, text) = if std::thread::panicking() {
-            (Status::PANICKED, "the plugin panicked")
-        } else {
-            (
-                Status::FAILED,
-                "the plugin dropped the operation before it finished",
-            )
-        };
-        // SAFETY: as in `send`; reached only when `send` was not.
-        unsafe { (self.done)(self.ctx, status, RStr::new(text), std::ptr::null()) }
-    }
-}
-
-/// Runs `body` with the reply in a slot, answering [`Status::PANICKED`] with the message if it
-/// panics before taking the reply out.
-fn guarded(reply: Reply, body: impl FnOnce(&mut Option<Reply>)) {
-    let mut slot = Some(reply);
-    if let Err(text) = catch(|| body(&mut slot)) {
-        match slot.take() {
-            Some(reply) => reply.panicked(&text),
-            // The reply was out and answered without the message as it was dropped: nobody
-            // else will report this panic.
-            None => log_panic(&text),
-        }
-    }
-}
-
-fn take(slot: &mut Option<Reply>) -> Reply {
-    slot.take().expect("the reply is taken once")
-}
-
-/// A future that turns a panic while polling `F` into an `Err` with the text a
-/// [`Status::PANICKED`] reply carries (see [`catch`]).
-struct CatchUnwind<F>(F);
-
-impl<F: Future + Unpin> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, String>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = &mut self.0;
-        match catch(|| Pin::new(inner).poll(cx)) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
-            Err(panic) => Poll::Ready(Err(panic)),
-        }
-    }
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-string payload".to_owned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-
-    use super::*;
-
-    struct Fixture;
-
-    impl ExportedCrate for Fixture {
-        const NAME: &'static str = "guest-test";
-        const VERSION: &'static str = "0.0.0";
-    }
-
-    /// Where [`record`] puts an answer.
-    type Answer = Mutex<Option<(Status, String)>>;
-
-    /// A `done` that keeps the answer in the [`Answer`] `ctx` points to.
-    unsafe extern "C" fn record(ctx: *mut c_void, status: Status, text: RStr, _: *const Instance) {
-        // SAFETY: the tests pass an `Answer` that outlives the call, and a text valid for it.
-        let (answer, text) = unsafe { (&*ctx.cast::<Answer>(), text.to_string_lossy()) };
-        *answer.lock().unwrap() = Some((status, text));
-    }
-
-    /// What a host that wrote only a `size` of 8 bytes gets back from `call`.
-    fn answer_to_a_struct_of_8_bytes(call: impl FnOnce(*const usize, *mut c_void)) -> String {
-        let size: usize = 8;
-        let answer = Answer::default();
-        call(&size, std::ptr::from_ref(&answer).cast_mut().cast());
-        let (status, text) = answer.into_inner().unwrap().expect("answered");
-        assert_eq!(status, Status::FAILED, "{text}");
-        text
-    }
-
-    #[test]
-    fn a_host_table_smaller_than_the_mandatory_part_is_refused() {
-        let text = answer_to_a_struct_of_8_bytes(|host, ctx| {
-            // SAFETY: a readable `size` that says nothing else is there; `ctx` is an `Answer`.
-            unsafe { init::<Fixture>(host.cast(), ctx, record) }
-        });
-        let expected = format!(
-            "host table has 8 bytes, fewer than the {}",
-            HostApi::MANDATORY
-        );
-        assert!(text.contains(&expected), "{text}");
-    }
-
-    #[test]
-    fn a_config_smaller_than_the_mandatory_part_is_refused() {
-        let text = answer_to_a_struct_of_8_bytes(|config, ctx| {
-            // SAFETY: as above.
-            unsafe { create(0, config.cast(), ctx, record) }
-        });
-        let expected = format!(
-            "config has 8 bytes, fewer than the {}",
-            FfiConfig::MANDATORY
-        );
-        assert!(text.contains(&expected), "{text}");
-    }
 }

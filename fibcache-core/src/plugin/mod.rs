@@ -128,9 +128,10 @@
 //! when a backend must ship separately from the server; otherwise add a Cargo feature.
 //!
 //! # Module layout
-//! `abi` holds every type and constant that crosses; `guest` the functions a plugin exports
-//! (with `log`, which forwards its `tracing` events); `host` the loader and its checks;
-//! `proxy` the host's `Cache` over a plugin instance.
+//! `abi` holds every type and constant that crosses (`abi::capability`: the optional
+//! capabilities); `guest` the functions a plugin exports (`guest::reply`: answering exactly
+//! once, and panics; `log`: forwarding its `tracing` events); `host` the loader and its
+//! checks; `proxy` the host's `Cache` over a plugin instance.
 
 mod abi;
 mod guest;
