@@ -31,6 +31,7 @@ const EXAMPLES: &[&str] = &[
     "fixture_duplicate_name",
     "fixture_blocking_plugin",
     "fixture_huge_value",
+    "fixture_malformed_table",
 ];
 
 /// The path of the shared library of the example `name`, built (once per test run, with this
@@ -367,6 +368,15 @@ fn bad_inputs() -> Vec<BadInput> {
                 "was built for plugin ABI 1 (fibcache-core 0.1.0) but this fibcache speaks ABI 2 \
                  (fibcache-core {})",
                 fibcache_core::VERSION
+            ),
+        },
+        BadInput {
+            what: "2^60 backends",
+            path: plugin("fixture_malformed_table"),
+            expect: format!(
+                "is malformed: it exports 1152921504606846976 backends, more than the {} a \
+                 plugin may",
+                fibcache_core::plugin::MAX_BACKENDS
             ),
         },
         BadInput {
