@@ -368,7 +368,7 @@ fn init(api: &'static PluginApi, shown: &str) -> Result<(), LoadError> {
         log_ctx,
         log: Some(log),
     };
-    let (ctx, mut rx) = proxy::completion(api, Expect::Nothing);
+    let (ctx, mut rx) = proxy::completion(api, Expect::Nothing, None);
     // SAFETY: `host` outlives the call, its log context lives forever, and `ctx` is a fresh
     // completion for `on_done`.
     unsafe { (api.init)(&host, ctx, proxy::on_done) };

@@ -21,8 +21,14 @@
 //! - What an answer carries is checked against a bound before it is copied: a value longer
 //!   than the instance's [`Config::max_value_len`] is refused as a failure of the backend
 //!   without being read, and any other text is cut to [`MAX_TEXT_LEN`].
+//! - At most [`MAX_IN_FLIGHT`] operations of one instance are unanswered at once. A plugin
+//!   whose runtime is stuck gets operations that the host has long given up on (timed out)
+//!   queued on that runtime; past the bound, the host refuses new ones at once as
+//!   unavailable ([`Error::unavailable`]) instead of queuing more, so a plugin stuck for
+//!   good costs a bounded amount of memory.
 
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +43,9 @@ use crate::{async_trait, Cache, Claims, Config, Error, Expiry, Result};
 /// The longest text of an answer that is not a value (an error message, a remaining
 /// lifetime) the host copies; a longer one is cut.
 pub(super) const MAX_TEXT_LEN: usize = 4096;
+
+/// The most operations of one instance that may wait for the plugin's answer at once.
+pub(super) const MAX_IN_FLIGHT: usize = 4096;
 
 /// The registry factory of the backend `index` of a plugin whose functions are `api`.
 pub(super) fn factory(api: &'static PluginApi, index: usize, name: &str) -> DynFactory {
@@ -76,16 +85,45 @@ struct Pending {
     /// To release an instance that nobody will use.
     api: &'static PluginApi,
     expect: Expect,
+    /// The instance's count of unanswered operations, which this one is in until answered.
+    _in_flight: Option<InFlight>,
 }
 
 /// A fresh `ctx` for [`on_done`] and the receiver of its outcome.
 pub(super) fn completion(
     api: &'static PluginApi,
     expect: Expect,
+    in_flight: Option<InFlight>,
 ) -> (*mut c_void, oneshot::Receiver<Outcome>) {
     let (tx, rx) = oneshot::channel();
-    let ctx = Box::into_raw(Box::new(Pending { tx, api, expect }));
-    (ctx.cast(), rx)
+    let pending = Pending {
+        tx,
+        api,
+        expect,
+        _in_flight: in_flight,
+    };
+    (Box::into_raw(Box::new(pending)).cast(), rx)
+}
+
+/// One operation counted among an instance's unanswered ones, until it is dropped.
+pub(super) struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Counts one more operation in `count`, unless [`MAX_IN_FLIGHT`] already are.
+    fn enter(count: &Arc<AtomicUsize>) -> Option<InFlight> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_IN_FLIGHT).then_some(n + 1)
+            })
+            .ok()?;
+        Some(InFlight(count.clone()))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The `done` callback of every operation: copies the answer and sends it to the waiting
@@ -179,7 +217,7 @@ impl PluginBackend {
     async fn create(&self, config: &Config) -> Result<Arc<dyn Cache>> {
         let rx = {
             let view = ConfigView::new(config);
-            let (ctx, rx) = completion(self.api, Expect::Instance);
+            let (ctx, rx) = completion(self.api, Expect::Instance, None);
             // SAFETY: the config view outlives the call; `ctx` is a fresh completion.
             unsafe { (self.api.create)(self.index, view.as_ffi(), ctx, on_done) };
             rx
@@ -200,6 +238,7 @@ impl PluginBackend {
             name: self.name.clone(),
             max_value_len: config.max_value_len().map_or(usize::MAX, |max| max.get()),
             capabilities: Capabilities::NONE,
+            in_flight: Arc::default(),
         };
         cache.capabilities = cache.ask_capabilities();
         Ok(Arc::new(cache))
@@ -223,6 +262,8 @@ struct PluginCache {
     /// What the instance offers and the table can carry; asked once, at creation, as the
     /// `Cache` methods that tell are synchronous.
     capabilities: Capabilities,
+    /// How many operations wait for the plugin's answer (see [`MAX_IN_FLIGHT`]).
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl PluginCache {
@@ -243,7 +284,13 @@ impl PluginCache {
     /// Runs one operation: `start` calls the plugin with a fresh `ctx` and returns at once; the
     /// answer is awaited without blocking the thread.
     async fn call(&self, expect: Expect, start: impl FnOnce(*mut c_void)) -> Result<Outcome> {
-        let (ctx, rx) = completion(self.api, expect);
+        let in_flight = InFlight::enter(&self.in_flight).ok_or_else(|| {
+            Error::unavailable(
+                &*self.name,
+                format!("the plugin has not answered {MAX_IN_FLIGHT} operations"),
+            )
+        })?;
+        let (ctx, rx) = completion(self.api, expect, Some(in_flight));
         start(ctx);
         let outcome = rx.await.map_err(|_| vanished(&self.name))?;
         if outcome.status == Status::OK || outcome.status == Status::ABSENT {

@@ -47,7 +47,7 @@ fn an_instance_nobody_can_use_is_released_once() {
         ),
     ];
     for (round, (status, text)) in answers.into_iter().enumerate() {
-        let (ctx, mut rx) = completion(&API, Expect::Instance);
+        let (ctx, mut rx) = completion(&API, Expect::Instance, None);
         // SAFETY: a fresh completion; `text` is readable, or longer than any bound.
         unsafe { on_done(ctx, status, text, fake_instance()) };
         let outcome = rx.try_recv().expect("answered");
@@ -56,13 +56,13 @@ fn an_instance_nobody_can_use_is_released_once() {
         assert_eq!(RELEASED.load(Ordering::SeqCst), round + 1);
     }
     // A `create` nobody waits for any more.
-    let (ctx, rx) = completion(&API, Expect::Instance);
+    let (ctx, rx) = completion(&API, Expect::Instance, None);
     drop(rx);
     // SAFETY: a fresh completion.
     unsafe { on_done(ctx, Status::OK, RStr::EMPTY, fake_instance()) };
     assert_eq!(RELEASED.load(Ordering::SeqCst), 4);
     // An instance in the answer of a `get` is not the host's to release.
-    let (ctx, _rx) = completion(&API, Expect::Value(19));
+    let (ctx, _rx) = completion(&API, Expect::Value(19), None);
     // SAFETY: a fresh completion.
     unsafe { on_done(ctx, Status::FAILED, RStr::new("no"), fake_instance()) };
     assert_eq!(RELEASED.load(Ordering::SeqCst), 4);
@@ -102,6 +102,7 @@ fn cache_over(api: &'static PluginApi) -> PluginCache {
         name: Arc::from("fixture"),
         max_value_len: 19,
         capabilities: Capabilities::NONE,
+        in_flight: Arc::default(),
     };
     cache.capabilities = cache.ask_capabilities();
     cache
@@ -139,4 +140,52 @@ fn a_capability_is_offered_only_with_its_entries_and_the_instances_yes() {
     };
     let full = cache_over(&EVERYTHING);
     assert!(full.expiry().is_some() && full.claims().is_some());
+}
+
+/// A `get` that never answers: the plugin keeps its `ctx` and calls nobody.
+unsafe extern "C" fn never_answers(
+    _instance: *const Instance,
+    _key: RStr<'_>,
+    _ctx: *mut c_void,
+    _done: crate::plugin::abi::Done,
+) {
+}
+
+#[tokio::test]
+async fn past_the_bound_of_unanswered_operations_calls_are_refused_at_once() {
+    static STUCK: PluginApi = PluginApi {
+        release: ignore_release,
+        capabilities: None,
+        get: never_answers,
+        ..Table::<Fixture>::API
+    };
+    let cache = cache_over(&STUCK);
+    let waiting: Vec<_> = (0..MAX_IN_FLIGHT).map(|_| cache.get("fib:1")).collect();
+    // Each future started its operation at its first poll; none is answered.
+    let mut waiting: Vec<_> = waiting.into_iter().map(Box::pin).collect();
+    for get in &mut waiting {
+        let polled = futures_poll_once(get).await;
+        assert!(polled.is_none());
+    }
+    let err = cache.get("fib:1").await.unwrap_err();
+    assert_eq!(err.to_string(), "backend `fixture` is unavailable");
+    let why = std::error::Error::source(&err).map(ToString::to_string);
+    assert_eq!(
+        why.as_deref(),
+        Some("the plugin has not answered 4096 operations")
+    );
+    // An operation given up on leaves the count only when the plugin answers it; here, never.
+    drop(waiting);
+    assert!(cache.get("fib:1").await.is_err());
+}
+
+/// Polls `fut` once; `Some` with its output if that finished it.
+async fn futures_poll_once<F: std::future::Future + Unpin>(fut: &mut F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut *fut).poll(cx) {
+            std::task::Poll::Ready(out) => Some(out),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
 }
