@@ -13,9 +13,11 @@
 //! thread hop, but the first poll is the backend's own code, and a backend that blocks there
 //! (`std::thread::sleep`, a blocking client, a lock held elsewhere; none of which
 //! `#![forbid(unsafe_code)]` rules out) would block the server's worker, where no timer of
-//! the host can interrupt it. The hop costs a spawn and a wake-up per operation (about a
-//! microsecond more for an in-memory hit; see `benches/plugin.rs`), small beside the tens of
-//! microseconds a request through the server costs.
+//! the host can interrupt it. The hop costs a spawn and two wake-ups per operation (one of a
+//! plugin thread, one of the waiting host task): an in-memory hit through a plugin goes from
+//! well under a microsecond to several microseconds, more where threads are parked and cores
+//! are shared (`benches/plugin.rs` measures it). That is the price of the guarantee; a server
+//! whose hits must be cheapest puts the built-in `memory` tier in front of a plugin.
 //!
 //! A backend that blocks now blocks a thread of its own runtime. When both are blocked, the
 //! operations queue on the runtime, the host's calls still return at once, and the host's
