@@ -49,7 +49,7 @@ use super::abi::{
     ABI_VERSION,
 };
 use super::log;
-use crate::registry::Registration;
+use crate::registry::{Descriptor, Registration};
 use crate::{Cache, Error};
 use reply::{guarded, install_panic_hook, take, CatchUnwind, Reply};
 
@@ -100,9 +100,9 @@ impl<P: ExportedCrate> Table<P> {
 }
 
 /// The backends this library exports, sorted by name; fixed by the first `init`.
-static EXPORTED: OnceLock<Vec<&'static Registration>> = OnceLock::new();
+static EXPORTED: OnceLock<Vec<&'static Descriptor>> = OnceLock::new();
 
-fn exported() -> &'static [&'static Registration] {
+fn exported() -> &'static [&'static Descriptor] {
     EXPORTED.get().map(Vec::as_slice).unwrap_or(&[])
 }
 
@@ -124,9 +124,9 @@ unsafe extern "C" fn init<P: ExportedCrate>(host: *const HostApi, ctx: *mut c_vo
         };
         EXPORTED.get_or_init(|| {
             let mut mine: Vec<_> = Registration::all()
-                .filter(|reg| reg.krate == P::NAME)
+                .filter(|reg| reg.krate() == P::NAME)
                 .collect();
-            mine.sort_by_key(|reg| reg.name);
+            mine.sort_by_key(|reg| reg.name());
             mine
         });
         // SAFETY: the caller guarantees the log context for as long as the process runs.
@@ -154,8 +154,8 @@ unsafe extern "C" fn backend_info(index: usize, out: *mut BackendInfo) -> Status
     catch_unwind(AssertUnwindSafe(|| match exported().get(index) {
         Some(reg) => {
             let info = BackendInfo {
-                name: RStr::new(reg.name),
-                summary: RStr::new(reg.summary),
+                name: RStr::new(reg.name()),
+                summary: RStr::new(reg.summary()),
             };
             // SAFETY: the host passes a pointer to a writable `BackendInfo`.
             unsafe { out.write(info) };
@@ -182,7 +182,7 @@ unsafe extern "C" fn create(index: usize, config: *const FfiConfig, ctx: *mut c_
             let message = format!("the plugin has no backend #{index}");
             return take(slot).send(Status::FAILED, &message, std::ptr::null());
         };
-        let factory = reg.factory;
+        let factory = reg.factory();
         let reply = take(slot);
         drop(runtime().spawn(async move {
             match CatchUnwind(factory(&config)).await {

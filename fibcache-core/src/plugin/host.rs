@@ -36,7 +36,7 @@ use super::abi::{
 };
 use super::log;
 use super::proxy::{self, Expect};
-use crate::{Backend, Error, Origin, Registry};
+use crate::{Backend, Origin, Registry};
 
 /// The most backends one library may export.
 pub const MAX_BACKENDS: usize = 256;
@@ -222,16 +222,12 @@ fn load(path: &Path, registry: &mut Registry) -> Result<(), LoadError> {
         let factory = proxy::factory(plugin.api, index, name);
         registry
             .add(Backend::new(name, summary, origin, factory))
-            .map_err(|err| match err {
-                Error::DuplicateBackend { name, first, .. } => LoadError::NameTaken {
-                    path: shown.clone(),
-                    name,
-                    taken_by: first,
-                },
-                other => LoadError::Init {
-                    path: shown.clone(),
-                    message: other.to_string(),
-                },
+            .map_err(|err| LoadError::NameTaken {
+                path: shown.clone(),
+                name: err.name().to_owned(),
+                taken_by: err
+                    .origins()
+                    .map_or_else(|| err.to_string(), |(first, _)| first.to_owned()),
             })?;
     }
     Ok(())

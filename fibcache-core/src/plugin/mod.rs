@@ -37,9 +37,10 @@
 //!    instances with `create`, passing the [`Config`](crate::Config) as a C struct.
 //! 4. `get` and `set` run an operation on an instance; `release` frees one. Each answers
 //!    through a completion callback with a status: OK, ABSENT (a `get` with no value), FAILED
-//!    ([`Error::Backend`](crate::Error::Backend)), UNAVAILABLE
-//!    ([`Error::Unavailable`](crate::Error::Unavailable)), CONFIG
-//!    ([`Error::Config`](crate::Error::Config)) or PANICKED; any other status is a failure.
+//!    ([`ErrorKind::Backend`](crate::ErrorKind::Backend)), UNAVAILABLE
+//!    ([`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable)), CONFIG
+//!    ([`ErrorKind::Config`](crate::ErrorKind::Config)) or PANICKED; any other status is a
+//!    failure.
 //! 5. The optional capabilities of [`Cache`](crate::Cache) cross as optional entries of the
 //!    function table: `capabilities` says, once per instance, which of them the instance
 //!    offers ([`Expiry`](crate::Expiry), [`Claims`](crate::Claims)); `remaining`, `claim`,
