@@ -134,10 +134,20 @@ async fn a_value_longer_than_the_bound_is_a_backend_error_and_is_never_copied() 
         why.as_deref(),
         Some("the plugin answered a value of 8388608 bytes, longer than the 19 this cache accepts")
     );
-    // Without a bound, the value is the caller's.
-    let unbounded = registry.create("huge", &config()).await.unwrap();
-    let value = unbounded.get("fib:20").await.unwrap().unwrap();
+    // Within the bound, the value is the caller's.
+    let roomy = config().with_max_value_len(NonZeroUsize::new(8 << 20).unwrap());
+    let cache = registry.create("huge", &roomy).await.unwrap();
+    let value = cache.get("fib:20").await.unwrap().unwrap();
     assert_eq!(value.len(), 8 << 20);
+    // The default bound of `Config` (1 MiB) refuses it.
+    let err = registry
+        .create("huge", &config())
+        .await
+        .unwrap()
+        .get("fib:20")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Backend, "{err:?}");
 }
 
 #[tokio::test]
