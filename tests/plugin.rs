@@ -594,7 +594,12 @@ async fn a_panicking_plugin_still_gets_correct_answers_and_the_server_keeps_runn
     assert_eq!(health.status, 200);
     assert!(server.metric("fibcache_cache_errors_total").await >= 3.0);
     // The panic reached the server's log through the plugin's log forwarding.
-    wait_for_log(&server, "get(fib:20) always panics");
+    support::eventually("the panic in the log", Duration::from_secs(10), || {
+        server
+            .log()
+            .contains("get(fib:20) always panics")
+            .then_some(())
+    });
 }
 
 #[tokio::test]
@@ -662,6 +667,8 @@ async fn a_burst_of_panics_logs_one_whole_line_a_second_with_the_count_held_back
         .env("FIB_CACHE", "panicky")
         // Every failure of this test is then a panic: no cache call can time out.
         .env("FIB_CACHE_TIMEOUT", "30s")
+        // The panics the throttle holds back, at debug: one line for each.
+        .args(["--log-level", "info,fibcache_server::cache=debug"])
         .start();
     let addr = server.addr;
     let clients: Vec<_> = (0..CLIENTS)
@@ -678,16 +685,29 @@ async fn a_burst_of_panics_logs_one_whole_line_a_second_with_the_count_held_back
     for client in clients {
         client.await.unwrap();
     }
-    // A throttled warning says how many were held back since the one before it: one more
-    // panic, a whole period after the burst, reports the burst's.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(json(&get(addr, "/fib/20").await)["result"], 6765);
-    let panics = CLIENTS * EACH + 1;
+    // A throttled warning says how many were held back since the one before it, so the last
+    // panics of the burst are reported by the first one a whole period later: ask again until
+    // the log accounts for every panic so far. Each held-back panic has a debug line, so that
+    // the test can tell when the log has caught up with a request (lines reach it in batches).
+    let more = std::cell::Cell::new(0);
+    let panics = support::eventually_async(
+        "a warning that reports the end of the burst",
+        Duration::from_secs(20),
+        || async {
+            assert_eq!(json(&get(addr, "/fib/20").await)["result"], 6765);
+            more.set(more.get() + 1);
+            let errors = server.metric("fibcache_cache_errors_total").await as u64;
+            let log = support::eventually("the log to catch up", Duration::from_secs(10), || {
+                let log = server.log();
+                let lines = log.lines().filter(|l| l.contains("always panics")).count();
+                (lines as u64 == errors).then_some(log)
+            });
+            (accounted(&log) == errors).then_some(errors)
+        },
+    )
+    .await;
     // One cache read a request, and each one panicked.
-    assert_eq!(
-        server.metric("fibcache_cache_errors_total").await,
-        panics as f64
-    );
+    assert_eq!(panics, (CLIENTS * EACH + more.get()) as u64);
     let status = server.signal_and_wait("TERM", Duration::from_secs(30));
     let elapsed = started.elapsed();
     let log = server.log();
@@ -699,10 +719,7 @@ async fn a_burst_of_panics_logs_one_whole_line_a_second_with_the_count_held_back
             "a broken line: {line:?}\nlog:\n{log}"
         );
     }
-    let panic_lines: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("always panics"))
-        .collect();
+    let panic_lines: Vec<&str> = log.lines().filter(|l| is_panic_warning(l)).collect();
     // The throttle admits one line a period: one per started second, and a little slack.
     let most = elapsed.as_secs() as usize + 1 + 2;
     assert!(
@@ -718,11 +735,7 @@ async fn a_burst_of_panics_logs_one_whole_line_a_second_with_the_count_held_back
         "the first panic is not logged with its message:\n{log}"
     );
     // Each line stands for itself and the ones it held back: every panic is accounted for.
-    let accounted: u64 = panic_lines
-        .iter()
-        .map(|line| 1 + suppressed(line).unwrap_or_else(|| panic!("no count in {line:?}")))
-        .sum();
-    assert_eq!(accounted, panics as u64, "log:\n{log}");
+    assert_eq!(accounted(&log), panics, "log:\n{log}");
     assert!(
         panic_lines.iter().any(|l| suppressed(l) > Some(0)),
         "no count held back:\n{log}"
@@ -779,6 +792,20 @@ fn is_whole_text_line(line: &str) -> bool {
     time_ok && ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level)
 }
 
+/// The panics a log accounts for: each warning about one stands for itself and the ones it
+/// held back.
+fn accounted(log: &str) -> u64 {
+    log.lines()
+        .filter(|l| is_panic_warning(l))
+        .map(|line| 1 + suppressed(line).unwrap_or_else(|| panic!("no count in {line:?}")))
+        .sum()
+}
+
+/// Whether `line` is a warning about a panic of the fixture (not a held-back one's debug line).
+fn is_panic_warning(line: &str) -> bool {
+    line.contains(" WARN ") && line.contains("always panics")
+}
+
 /// The `suppressed=` count of a throttled warning.
 fn suppressed(line: &str) -> Option<u64> {
     let rest = &line[line.find("suppressed=")? + "suppressed=".len()..];
@@ -786,18 +813,6 @@ fn suppressed(line: &str) -> Option<u64> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(rest.len());
     rest[..end].parse().ok()
-}
-
-fn wait_for_log(server: &support::Server, needle: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.log().contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} never appeared in the log:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
