@@ -89,7 +89,8 @@
 //!   server's `--cache-timeout` answers the request. The guest side explains the choice and
 //!   what it costs. When every thread of the plugin's runtime is stuck, calls still return at
 //!   once and queue there; each times out in the host, which then skips the cache for a
-//!   moment.
+//!   moment. Past 4096 unanswered operations on one instance, the host refuses new ones at
+//!   once (as unavailable) instead of queuing more.
 //! - **Untrusted counts and lengths are bounded** before the host allocates or copies
 //!   anything for them: the number of backends, their names and summaries, the crate name
 //!   and versions of the handshake, a log event, an error message (cut), and a value (longer
