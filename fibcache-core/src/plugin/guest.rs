@@ -15,14 +15,15 @@
 //! `#![forbid(unsafe_code)]` rules out) would block the server's worker, where no timer of
 //! the host can interrupt it. The hop costs a spawn and two wake-ups per operation (one of a
 //! plugin thread, one of the waiting host task): an in-memory hit through a plugin goes from
-//! well under a microsecond to several microseconds, more where threads are parked and cores
-//! are shared (`benches/plugin.rs` measures it). That is the price of the guarantee; a server
+//! well under a microsecond to microseconds or tens of them, the more where threads are
+//! parked and cores are shared (`benches/plugin.rs` measures it). That is the price of the guarantee; a server
 //! whose hits must be cheapest puts the built-in `memory` tier in front of a plugin.
 //!
-//! A backend that blocks now blocks a thread of its own runtime. When both are blocked, the
-//! operations queue on the runtime, the host's calls still return at once, and the host's
-//! time limit answers each waiting request (the server then skips the cache for a moment, so
-//! only a few operations a second join the queue). The host never waits for the plugin.
+//! A backend that blocks therefore blocks a thread of its own runtime. When both are
+//! blocked, the operations queue on the runtime, the host's calls still return at once, and
+//! the host's time limit answers each waiting request (the server then skips the cache for a
+//! moment, so only a few operations a second join the queue). The host never waits for the
+//! plugin.
 //!
 //! What this cannot cover, as no loader can: a plugin whose exported functions themselves
 //! block, which a plugin written with `export_plugin!` never does. `capabilities`,
