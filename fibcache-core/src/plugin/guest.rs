@@ -16,8 +16,9 @@
 //! the host can interrupt it. The hop costs a spawn and two wake-ups per operation (one of a
 //! plugin thread, one of the waiting host task): an in-memory hit through a plugin goes from
 //! well under a microsecond to microseconds or tens of them, the more where threads are
-//! parked and cores are shared (`benches/plugin.rs` measures it). That is the price of the guarantee; a server
-//! whose hits must be cheapest puts the built-in `memory` tier in front of a plugin.
+//! parked and cores are shared (`benches/plugin.rs` measures it). That is the price of the
+//! guarantee; a server whose hits must be cheapest puts the built-in `memory` tier in front
+//! of a plugin.
 //!
 //! A backend that blocks therefore blocks a thread of its own runtime. When both are
 //! blocked, the operations queue on the runtime, the host's calls still return at once, and
