@@ -116,7 +116,10 @@
 //!   library is large enough for the magic value to be read, and whether the plugin keeps the
 //!   rules of this module (answering exactly once, pointers that point where they say, not
 //!   blocking in its exported functions, which a plugin written with `export_plugin!` never
-//!   does). A plugin runs in the server's process with its privileges: load only libraries
+//!   does). The guarantee that a call never blocks the host comes from the plugin's copy of
+//!   this module: a plugin built with fibcache-core 0.2 speaks the same ABI and loads, but
+//!   its guest side polls each operation once on the caller's thread, so a backend of it that
+//!   blocks can block the server; rebuilding it against this version removes that. A plugin runs in the server's process with its privileges: load only libraries
 //!   you trust.
 //! - **Never unloaded**: a loaded library stays mapped until the process exits. Unloading
 //!   would need proof that no thread, task, callback or thread-local destructor of the plugin
