@@ -3,8 +3,9 @@
 //! then the `fibcache` binary itself sharing, losing and regaining a Redis (`redis/server.rs`);
 //! values longer than any valid one, planted in Redis (`redis/oversize.rs`); a memory tier in
 //! front of Redis (`redis/tiers.rs`); instances that compute a cold `n` once between them
-//! (`redis/fleet.rs`); and a Redis Cluster of three nodes started by each test, in and out of
-//! process (`redis/cluster.rs`).
+//! (`redis/fleet.rs`), also through the `rediscache` plugin with `--features dynamic`
+//! (`redis/plugin_fleet.rs`); and a Redis Cluster of three nodes started by each test, in and
+//! out of process (`redis/cluster.rs`).
 //!
 //! Run with `cargo test --features redis --test redis`; `redis-server` must be installed
 //! (Debian: `apt-get install redis-server`, which brings `redis-cli` too). A missing one fails
@@ -21,6 +22,9 @@ mod embedded;
 mod fleet;
 #[path = "redis/oversize.rs"]
 mod oversize;
+#[cfg(feature = "dynamic")]
+#[path = "redis/plugin_fleet.rs"]
+mod plugin_fleet;
 #[path = "redis/server.rs"]
 mod server;
 #[path = "redis/tiers.rs"]

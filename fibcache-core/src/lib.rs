@@ -80,6 +80,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cache;
+mod config;
 mod error;
 pub mod nop;
 #[cfg(feature = "plugin")]
@@ -96,7 +97,8 @@ pub use cache::{Cache, Claims, Expiry};
 pub use error::{BoxError, Error, ErrorKind, RegistryError, RegistryErrorKind, Result};
 pub use registry::{Backend, Config, Descriptor, Origin, Registry, DEFAULT_MAX_VALUE_LEN};
 
-/// The version of this crate, which a plugin and its host must agree on.
+/// The version of this crate; a plugin reports the one it was built with (the plugin ABI
+/// version, not this, decides whether it loads).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[doc(hidden)]
