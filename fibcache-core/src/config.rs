@@ -75,11 +75,20 @@ impl Config {
     }
 
     /// Bounds the length of the values worth reading (by default [`DEFAULT_MAX_VALUE_LEN`]): a
-    /// backend that can refuses a stored value longer than `max` bytes without transferring it (a [`Backend`](crate::ErrorKind::Backend) error naming the
-    /// length), so a planted huge value costs neither memory nor time. Backends that hold only
-    /// what their caller wrote (`memory`, `nop`) ignore it.
+    /// backend that can refuses a stored value longer than `max` bytes without transferring it
+    /// (a [`Backend`](crate::ErrorKind::Backend) error naming the length), so a planted huge
+    /// value costs neither memory nor time. Backends that hold only what their caller wrote
+    /// (`memory`, `nop`) ignore it.
     pub fn with_max_value_len(mut self, max: NonZeroUsize) -> Self {
         self.max_value_len = Some(max);
+        self
+    }
+
+    /// Lifts the bound on values: a backend reads every value whole, whatever its length (a
+    /// Redis backend then reads with a plain `GET`). Only for a store that nobody else can
+    /// write to: a value planted there costs the reader its whole length in memory.
+    pub fn without_max_value_len(mut self) -> Self {
+        self.max_value_len = None;
         self
     }
 

@@ -76,7 +76,9 @@ async fn with_a_bound_a_longer_value_is_refused_without_being_read() {
 #[tokio::test]
 async fn without_a_bound_a_read_is_a_plain_get() {
     let redis = RedisServer::start();
-    let cache = create(&config_for(&redis.url())).await.unwrap();
+    let cache = create(&config_for(&redis.url()).without_max_value_len())
+        .await
+        .unwrap();
     let long = "a value longer than nineteen bytes";
     assert_eq!(redis.command(&["SET", "fib:long", long]), "+OK");
     assert_eq!(cache.get("fib:long").await.unwrap().as_deref(), Some(long));
