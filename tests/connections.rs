@@ -70,6 +70,92 @@ async fn a_connection_that_starts_no_request_is_closed_whatever_it_sent() {
     assert_eq!(status(server.addr).await, 200);
 }
 
+/// Writes `byte` every 300 ms until the server closes the connection; whether it did within
+/// [`PATIENCE`], and how many bytes went out before.
+async fn trickle_until_closed(stream: TcpStream, byte: u8) -> (bool, usize) {
+    let (mut read, mut write) = stream.into_split();
+    let mut closed = tokio::spawn(async move {
+        let mut sink = Vec::new();
+        let _ = read.read_to_end(&mut sink).await;
+    });
+    let mut every = tokio::time::interval(Duration::from_millis(300));
+    let mut sent = 0;
+    let outcome = tokio::time::timeout(PATIENCE, async {
+        loop {
+            tokio::select! {
+                _ = &mut closed => return,
+                _ = every.tick() => {
+                    if write.write_all(&[byte]).await.is_err() {
+                        return;
+                    }
+                    sent += 1;
+                }
+            }
+        }
+    })
+    .await;
+    (outcome.is_ok(), sent)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_trickling_a_byte_every_300ms_is_closed_at_the_header_timeout() {
+    let server = Server::start(&["--header-timeout", "1s"]);
+    // A request head that never ends: one more header byte every 300 ms.
+    let head = hostile(server.addr, b"GET /fib/5 HTTP/1.1\r\nHost: t\r\nX-Slow: ").await;
+    let (closed, sent) = trickle_until_closed(head, b'a').await;
+    assert!(
+        closed,
+        "a request head trickled in is never cut ({sent} bytes sent)"
+    );
+    // The same after an answered request: only a complete request counts as activity.
+    let mut kept = hostile(server.addr, b"GET /fib/5 HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    let mut answer = [0u8; 12];
+    kept.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    let (closed, sent) = trickle_until_closed(kept, b'G').await;
+    assert!(
+        closed,
+        "a keep-alive connection trickling its next head stays open ({sent} bytes)"
+    );
+    assert_eq!(status(server.addr).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_client_sending_its_own_pings_is_still_closed_when_idle() {
+    let server = Server::start(&["--header-timeout", "1s"]);
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (mut client, mut connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    let mut pings = connection.ping_pong().expect("the client's ping handle");
+    let connection = tokio::spawn(async move { connection.await.is_ok() });
+    // One answered request first: the connection is in use, then idle.
+    let request = http::Request::get(format!("http://{}/fib/5", server.addr))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    let mut answered = 0;
+    let mut every = tokio::time::interval(Duration::from_millis(300));
+    let pinging = tokio::time::timeout(PATIENCE, async {
+        loop {
+            every.tick().await;
+            if pings.ping(h2::Ping::opaque()).await.is_err() {
+                return;
+            }
+            answered += 1;
+        }
+    });
+    assert!(
+        pinging.await.is_ok(),
+        "a client's PINGs kept an idle HTTP/2 connection open ({answered} answered)"
+    );
+    assert!(
+        answered > 0,
+        "no PING was answered: the test proved nothing"
+    );
+    let closed = tokio::time::timeout(PATIENCE, connection).await;
+    assert!(closed.is_ok(), "the connection did not end");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_http2_connection_is_sent_goaway_then_closed() {
     let server = Server::start(&["--header-timeout", "1s"]);

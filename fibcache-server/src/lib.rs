@@ -87,9 +87,9 @@ mod settings;
 mod throttle;
 
 pub use app::App;
-pub use settings::{Settings, SettingsBuilder, SettingsError};
 pub use engine::Engine;
 pub use server::{run, ConnLimits};
+pub use settings::{Settings, SettingsBuilder, SettingsError};
 
 /// Every backend compiled into this binary, by name: the ones of `fibcache-core` and
 /// `fibcache-backends` that its features enable, and any other crate's linked into it. Asking
