@@ -88,7 +88,7 @@ mod throttle;
 
 pub use app::App;
 pub use engine::Engine;
-pub use server::{run, ConnLimits};
+pub use server::{run, serve, ConnLimits};
 pub use settings::{Settings, SettingsBuilder, SettingsError};
 
 /// Every backend compiled into this binary, by name: the ones of `fibcache-core` and
