@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use support::http::send_raw;
 use support::http2::{self, GOAWAY};
-use support::{get, json, Server, Spawn};
+use support::{eventually, eventually_async, get, json, Server, Spawn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -35,6 +35,14 @@ async fn closed_by_server(stream: &mut TcpStream) -> bool {
     tokio::time::timeout(PATIENCE, stream.read_to_end(&mut sink))
         .await
         .is_ok()
+}
+
+/// Waits until `server` runs one computation.
+async fn computing(server: &Server) {
+    eventually_async("a computation to start", PATIENCE, || async {
+        (server.metric("fibcache_computations_running").await == 1.0).then_some(())
+    })
+    .await;
 }
 
 /// What a client gets from one complete request on a connection of its own.
@@ -193,16 +201,15 @@ async fn hostile_connections_hold_the_connection_limit_for_at_most_the_header_ti
     let idle_http2 = http2::IdleClient::connect(server.addr).await;
     let idle_http2 = tokio::spawn(idle_http2.until_closed(PATIENCE));
     // Every slot is taken: a normal client is refused...
-    let deadline = Instant::now() + PATIENCE;
-    while status(server.addr).await != 503 {
-        assert!(Instant::now() < deadline, "the slots never filled");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async("the slots to fill", PATIENCE, || async {
+        (status(server.addr).await == 503).then_some(())
+    })
+    .await;
     // ...and served again once the watchdogs have closed the hostile connections.
-    while status(server.addr).await != 200 {
-        assert!(Instant::now() < deadline, "never served again");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async("a client to be served again", PATIENCE, || async {
+        (status(server.addr).await == 200).then_some(())
+    })
+    .await;
     let served_after = opened.elapsed();
     for (what, mut stream) in stalled {
         assert!(closed_by_server(&mut stream).await, "{what}: still open");
@@ -285,11 +292,7 @@ async fn a_computation_cut_short_by_the_grace_period_is_answered_503() {
         let addr = server.addr;
         tokio::spawn(async move { get(addr, "/fib/80").await })
     };
-    let deadline = Instant::now() + PATIENCE;
-    while server.metric("fibcache_computations_running").await != 1.0 {
-        assert!(Instant::now() < deadline, "the computation never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    computing(&server).await;
     let exited = tokio::task::spawn_blocking(move || server.signal_and_wait("TERM", PATIENCE));
     let resp = request.await.unwrap();
     assert_eq!(resp.status, 503, "{}", resp.body);
@@ -305,6 +308,40 @@ async fn a_computation_cut_short_by_the_grace_period_is_answered_503() {
     );
     let status = exited.await.unwrap();
     assert_eq!(status.and_then(|s| s.code()), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_signal_during_shutdown_exits_at_once() {
+    // A drain that would wait for the computation for ten minutes.
+    let mut server = Server::start(&["--shutdown-grace", "10m", "--compute-timeout", "10m"]);
+    let request = {
+        let addr = server.addr;
+        tokio::spawn(
+            async move { send_raw(addr, b"GET /fib/80 HTTP/1.1\r\nHost: t\r\n\r\n").await },
+        )
+    };
+    computing(&server).await;
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        assert_eq!(server.signal_and_wait("TERM", Duration::ZERO), None);
+        eventually("the drain to begin", PATIENCE, || {
+            server
+                .log()
+                .contains("letting requests in progress finish")
+                .then_some(())
+        });
+        let status = server.signal_and_wait("INT", PATIENCE);
+        (status, server.log())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "the second signal did not end the drain; log:\n{log}"
+    );
+    assert!(log.contains("SIGINT during shutdown"), "{log}");
+    // The client that was waiting sees its connection end.
+    assert!(request.await.unwrap().is_err());
 }
 
 /// The answers hyper gives by itself, before the router sees a request (so they are not
