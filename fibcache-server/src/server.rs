@@ -102,11 +102,66 @@ pub async fn run(
 /// called once it is ready.
 ///
 /// # Example
-/// The app nested under `/api` of an axum `Router`:
-/// ```ignore
-/// let app = App::new(cache, "memory", Settings::default());
-/// let router = axum::Router::new().nest_service("/api", app.clone());
-/// fibcache_server::serve(listener, app, router, ConnLimits::default(), shutdown).await;
+/// A layer of the embedder's own around the app (with axum:
+/// `Router::new().nest_service("/api", app.clone())` in its place):
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> anyhow::Result<()> {
+/// use std::convert::Infallible;
+/// use std::future::Future;
+/// use std::pin::Pin;
+/// use std::task::{Context, Poll};
+///
+/// use fibcache_core::Config;
+/// use fibcache_server::{app::Body, serve, App, ConnLimits, Settings};
+/// use hyper::{header::HeaderValue, Request, Response};
+///
+/// /// Says on every answer who served it.
+/// #[derive(Clone)]
+/// struct Tagged(App);
+///
+/// impl<B> tower_service::Service<Request<B>> for Tagged {
+///     type Response = Response<Body>;
+///     type Error = Infallible;
+///     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+///
+///     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+///         Poll::Ready(Ok(()))
+///     }
+///
+///     fn call(&mut self, req: Request<B>) -> Self::Future {
+///         let answer = self.0.handle(req);
+///         Box::pin(async move {
+///             let mut response = answer.await;
+///             let tag = HeaderValue::from_static("tagged");
+///             response.headers_mut().insert("x-served-by", tag);
+///             Ok(response)
+///         })
+///     }
+/// }
+///
+/// let cache = fibcache_server::backends()?.create("nop", &Config::default()).await?;
+/// let app = App::new(cache, "nop", Settings::default());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let addr = listener.local_addr()?;
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let service = Tagged(app.clone());
+/// let server = tokio::spawn(serve(listener, app, service, ConnLimits::default(), async {
+///     let _ = stopped.await;
+/// }));
+///
+/// let mut stream = tokio::net::TcpStream::connect(addr).await?;
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// stream.write_all(b"GET /fib/10 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
+/// let mut response = String::new();
+/// stream.read_to_string(&mut response).await?;
+/// assert!(response.contains("x-served-by: tagged"));
+/// assert!(response.ends_with(r#"{"result":55}"#));
+///
+/// let _ = stop.send(());
+/// server.await?;
+/// # Ok(())
+/// # }
 /// ```
 pub async fn serve<S, B>(
     listener: TcpListener,
