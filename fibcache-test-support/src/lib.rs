@@ -14,6 +14,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -127,24 +128,23 @@ impl Spawn {
                 }
             })
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
-                return Server {
-                    child,
-                    addr,
-                    log,
-                    reader: Some(reader),
-                };
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                std::thread::sleep(Duration::from_millis(100));
+        // The reader drops `tx` when stderr closes, i.e. when the process has exited.
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => Server {
+                child,
+                addr,
+                log,
+                reader: Some(reader),
+            },
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = reader.join();
+                let status = child.wait().expect("wait for fibcache");
                 panic!(
                     "fibcache exited with {status} before listening; log:\n{}",
                     log.lock().unwrap().join("\n")
                 );
             }
-            if Instant::now() > deadline {
+            Err(RecvTimeoutError::Timeout) => {
                 let _ = child.kill();
                 panic!(
                     "fibcache did not log its address in 30 s; log:\n{}",
@@ -156,22 +156,25 @@ impl Spawn {
 
     /// Runs the binary to completion (at most 60 s) and returns its exit status and output.
     pub fn run_to_exit(&self) -> Exit {
-        let mut child = self
+        let child = self
             .command()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn fibcache");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("fibcache did not exit within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let Ok(out) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("fibcache did not exit within 60 s");
+        };
+        let out = out.expect("the output of fibcache");
         Exit {
             status: out.status,
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
