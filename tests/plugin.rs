@@ -15,7 +15,7 @@ use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use fibcache_core::plugin::{load_plugins, LoadError, ABI_VERSION};
-use fibcache_core::{Config, Error, Origin, Registry};
+use fibcache_core::{Config, ErrorKind, Origin, Registry};
 use support::{get, json, Spawn};
 
 /// Every plugin example this build can make.
@@ -119,11 +119,9 @@ async fn a_panic_in_get_is_a_backend_error_and_the_instance_keeps_working() {
     let cache = registry.create("panicky", &config()).await.unwrap();
     for _ in 0..3 {
         let err = cache.get("fib:20").await.unwrap_err();
-        let Error::Backend { backend, source } = &err else {
-            panic!("expected a backend error, got {err:?}");
-        };
-        assert_eq!(backend, "panicky");
-        let text = source.to_string();
+        assert_eq!(err.kind(), ErrorKind::Backend, "{err:?}");
+        assert_eq!(err.backend_name(), "panicky");
+        let text = std::error::Error::source(&err).unwrap().to_string();
         assert!(text.contains("panicked"), "{text}");
         assert!(text.contains("get(fib:20) always panics"), "{text}");
         // Where it panicked, as the plugin's panic hook saw it.
@@ -143,16 +141,13 @@ async fn a_panic_in_get_is_a_backend_error_and_the_instance_keeps_working() {
 async fn a_failing_factory_is_a_config_error_carrying_the_plugins_message() {
     let registry = registry_with(&["fixture_failing_factory"]);
     let err = registry.create("failing", &config()).await.err().unwrap();
-    match err {
-        Error::Config { backend, message } => {
-            assert_eq!(backend, "failing");
-            assert_eq!(
-                message,
-                "FAILING_FIXTURE_SETTING is not set; this fixture never starts"
-            );
-        }
-        other => panic!("expected a config error, got {other:?}"),
-    }
+    let err = err.cause().expect("the factory failed");
+    assert!(err.is_config(), "expected a config error, got {err:?}");
+    assert_eq!(err.backend_name(), "failing");
+    assert_eq!(
+        err.message(),
+        Some("FAILING_FIXTURE_SETTING is not set; this fixture never starts")
+    );
 }
 
 #[tokio::test]

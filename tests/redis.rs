@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use fibcache_backends as _;
 use fibcache_backends::redis::{RedisCache, RedisConfig};
-use fibcache_core::{Cache, Config, Error, Registry, Result};
+use fibcache_core::{Cache, Config, Error, ErrorKind, Registry, Result};
 use support::redis_server::RedisServer;
 
 /// A config that reaches the Redis at `url` and nothing from the developer's environment.
@@ -49,7 +49,12 @@ fn config_for(url: &str) -> Config {
 
 /// Creates the `redis` backend by name, as the server does.
 async fn create(config: &Config) -> Result<Arc<dyn Cache>> {
-    Registry::new()?.create("redis", config).await
+    let registry = Registry::new().expect("no duplicate backends");
+    registry
+        .get("redis")
+        .expect("redis is compiled in")
+        .create(config)
+        .await
 }
 
 /// `fut`, which must finish: a backend that hangs fails the test instead of stalling it. The
@@ -93,23 +98,21 @@ fn config_message(err: &Error, secret: &str) -> String {
         source = s.source();
     }
     assert!(!text.contains(secret), "the password leaked: {text}");
-    match err {
-        Error::Config { backend, message } => {
-            assert_eq!(backend, "redis");
-            message.clone()
-        }
-        other => panic!("expected Error::Config, got {other:?}"),
-    }
+    assert!(err.is_config(), "expected a config error, got {err:?}");
+    assert_eq!(err.backend_name(), "redis");
+    err.message()
+        .expect("a config error has a message")
+        .to_owned()
 }
 
 /// Whether `result` is the failure of a Redis that is down or does not answer.
 fn is_unavailable(result: &Result<impl std::fmt::Debug>) -> bool {
-    matches!(result, Err(Error::Unavailable { backend, .. }) if backend == "redis")
+    matches!(result, Err(err) if err.is_unavailable() && err.backend_name() == "redis")
 }
 
 /// Whether `result` is the failure of a Redis that answered with an error.
 fn is_backend_error(result: &Result<impl std::fmt::Debug>) -> bool {
-    matches!(result, Err(Error::Backend { backend, .. }) if backend == "redis")
+    matches!(result, Err(err) if err.kind() == ErrorKind::Backend && err.backend_name() == "redis")
 }
 
 #[tokio::test]

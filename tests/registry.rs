@@ -6,7 +6,9 @@
 
 mod support;
 
-use fibcache_core::{Config, Error, Registry};
+use std::sync::Arc;
+
+use fibcache_core::{Backend, Config, Origin, Registry, RegistryErrorKind};
 use support::Spawn;
 
 // The test binary itself must reference the crate, as the server binary does.
@@ -129,9 +131,13 @@ async fn unknown_and_not_compiled_errors_from_the_api() {
         .await
         .err()
         .unwrap();
+    assert_eq!(err.kind(), RegistryErrorKind::Unknown, "{err}");
+    assert_eq!(err.name(), "nope");
+    assert_eq!(err.available(), promised());
     assert!(
-        matches!(err, Error::UnknownBackend { ref name, .. } if name == "nope"),
-        "{err}"
+        err.to_string()
+            .contains("must be referenced by the binary: `use that_crate as _;`"),
+        "names the likely cause and the fix: {err}"
     );
     registry.note_optional("imaginary", "imagination");
     let err = registry
@@ -139,8 +145,12 @@ async fn unknown_and_not_compiled_errors_from_the_api() {
         .await
         .err()
         .unwrap();
+    assert_eq!(err.kind(), RegistryErrorKind::NotCompiledIn, "{err}");
+    assert_eq!(err.feature(), Some("imagination"));
     assert!(
-        matches!(err, Error::NotCompiledIn { ref feature, .. } if feature == "imagination"),
+        err.to_string().starts_with(
+            "backend `imaginary` is not compiled in; rebuild with `--features imagination`"
+        ),
         "{err}"
     );
 }
@@ -149,11 +159,30 @@ async fn unknown_and_not_compiled_errors_from_the_api() {
 fn a_name_added_twice_is_refused_and_the_first_kept() {
     let mut registry = Registry::new().unwrap();
     let nop = registry.get("nop").unwrap().clone();
-    let err = registry.add(nop).unwrap_err();
-    assert!(
-        matches!(err, Error::DuplicateBackend { ref name, .. } if name == "nop"),
-        "{err}"
+    let impostor = Backend::new(
+        "nop",
+        "another nop",
+        Origin::Plugin {
+            path: "impostor.so".into(),
+        },
+        Arc::new(|_config| {
+            Box::pin(async {
+                let cache: Arc<dyn fibcache_core::Cache> = Arc::new(fibcache_core::nop::NopCache);
+                Ok(cache)
+            })
+        }),
     );
+    let err = registry.add(impostor).unwrap_err();
+    assert_eq!(err.kind(), RegistryErrorKind::Duplicate, "{err}");
+    assert_eq!(err.name(), "nop");
+    assert_eq!(
+        err.origins(),
+        Some(("plugin:impostor.so", "static:fibcache-core"))
+    );
+    assert_eq!(registry.names(), promised());
+    // The same backend added again, by its descriptor or as found, is no duplicate.
+    registry.add(nop).unwrap();
+    let registry = registry.with(&fibcache_core::nop::NOP).unwrap();
     assert_eq!(registry.names(), promised());
 }
 

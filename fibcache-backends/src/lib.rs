@@ -6,15 +6,18 @@
 //! the binary holds exactly what its features promise.
 //!
 //! Because registration happens through `inventory`, a binary must *reference* this crate for
-//! the linker to keep it (`use fibcache_backends as _;`): a crate nothing names can be dropped
-//! together with its registrations, silently.
+//! the linker to keep it: a crate nothing names can be dropped together with its
+//! registrations, silently. [`registry`] is the way that cannot fail: it names every backend
+//! of this crate that is compiled in ([`memory::MEMORY`], [`redis::REDIS`]), so calling it
+//! keeps them linked.
 //!
 //! # Overview
 //! - `memory` (feature `memory`): [`memory::MemoryCache`], a bounded LRU with a TTL per entry.
 //! - `redis` (feature `redis`): a Redis store, or a Redis Cluster, shared by several servers;
 //!   it also offers the optional capabilities `Expiry` and `Claims`.
-//! - [`OPTIONAL`]: every backend of this crate with the feature that compiles it in, so a
-//!   request for one that is off can say how to get it.
+//! - [`registry`]: every backend linked into the binary, this crate's named explicitly, and
+//!   the ones whose feature is off noted, so that asking for one says how to get it
+//!   ([`OPTIONAL`]).
 //!
 //! # Optional features
 //! - `memory` (default): the in-process LRU backend `memory`.
@@ -24,12 +27,11 @@
 //! # Example
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> fibcache_core::Result<()> {
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
-//! use fibcache_core::{Config, Registry};
+//! use fibcache_core::Config;
 //!
-//! let mut registry = Registry::new()?;
-//! fibcache_backends::note_optional(&mut registry);
+//! let registry = fibcache_backends::registry()?;
 //! # #[cfg(feature = "memory")] {
 //! let cache = registry.create("memory", &Config::default()).await?;
 //! cache.set("fib:10", "55", Duration::from_secs(15)).await?;
@@ -43,6 +45,8 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+use fibcache_core::{Registry, RegistryError};
+
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub mod memory;
@@ -50,8 +54,8 @@ pub mod memory;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 
-/// Every backend this crate can provide, with the Cargo feature (of both this crate and the
-/// `fibcache` package) that compiles it in, whether or not it is on in this build.
+/// Every backend this crate can provide, with the Cargo feature of this crate that compiles
+/// it in, whether or not it is on in this build.
 pub const OPTIONAL: &[(&str, &str)] = &[("memory", "memory"), ("redis", "redis")];
 
 /// The backends this build of the crate registers, sorted (`nop` comes from `fibcache-core`).
@@ -63,9 +67,33 @@ pub const COMPILED_IN: &[&str] = &[
 ];
 
 /// Tells `registry` about every backend of [`OPTIONAL`], so that asking for one whose feature
-/// is off fails with [`fibcache_core::Error::NotCompiledIn`] naming the feature.
-pub fn note_optional(registry: &mut fibcache_core::Registry) {
+/// is off fails with [`RegistryErrorKind::NotCompiledIn`](fibcache_core::RegistryErrorKind)
+/// naming the feature as a dependent passes it to Cargo (`fibcache-backends/redis`).
+pub fn note_optional(registry: &mut Registry) {
     for (name, feature) in OPTIONAL {
-        registry.note_optional(name, feature);
+        let feature = format!("{}/{feature}", env!("CARGO_PKG_NAME"));
+        registry.note_optional(name, &feature);
     }
+}
+
+/// Every backend registered in this binary ([`Registry::new`]), with this crate's compiled-in
+/// backends added by name so that the linker cannot drop them, and the others noted
+/// ([`note_optional`]).
+///
+/// # Errors
+/// [`RegistryErrorKind::Duplicate`](fibcache_core::RegistryErrorKind) when two linked crates
+/// register one name.
+pub fn registry() -> Result<Registry, RegistryError> {
+    #[allow(unused_mut)]
+    let mut registry = Registry::new()?;
+    #[cfg(feature = "memory")]
+    {
+        registry = registry.with(&memory::MEMORY)?;
+    }
+    #[cfg(feature = "redis")]
+    {
+        registry = registry.with(&redis::REDIS)?;
+    }
+    note_optional(&mut registry);
+    Ok(registry)
 }

@@ -103,6 +103,7 @@ fibcache_core::register_backend! {
     name: "memory",
     summary: "in-process LRU with a TTL per entry (--cache-capacity entries)",
     factory: create,
+    descriptor: pub MEMORY,
 }
 
 #[cfg(test)]

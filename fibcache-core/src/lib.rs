@@ -2,19 +2,25 @@
 //!
 //! fibcache serves `GET /fib/{n}` with a deliberately slow Fibonacci and caches the answers in
 //! a backend chosen **by name at run time** from those compiled into the binary. This crate is
-//! what every backend and the server agree on: the async [`Cache`] trait, the [`Error`] type,
-//! the [`register_backend!`] macro that makes a backend selectable by name, and the
-//! [`Registry`] the server creates backends from. It depends on no cache client library, so a
+//! what every backend and the server agree on: the async [`Cache`] trait, the [`Error`] of one
+//! operation, the [`register_backend!`] macro that makes a backend selectable by name, and the
+//! [`Registry`] the server creates backends from (with its own [`RegistryError`]). It depends on no cache client library, so a
 //! third-party backend needs nothing but this crate.
 //!
 //! # Overview
 //! - [`cache`]: the [`Cache`] trait.
-//! - [`registry`]: [`register_backend!`], [`Registry`], [`Config`] (what a factory receives).
+//! - [`registry`]: [`register_backend!`], [`Registry`], [`Descriptor`] (a backend's static
+//!   description, for [`Registry::with`], the path the linker cannot drop), [`Config`] (what a
+//!   factory receives).
+//! - [`Error`] and [`ErrorKind`] (one cache operation), [`RegistryError`] and
+//!   [`RegistryErrorKind`] (choosing or creating a backend).
 //! - [`fib`]: the slow, cancellable Fibonacci the server computes, and the fast exact one.
 //! - [`nop`]: the `nop` backend, always registered.
 //! - `plugin` (feature `plugin`): the C-ABI boundary for backends loaded from shared
 //!   libraries, both sides of it: `export_plugin!` for plugin authors, `load_plugins` for the
 //!   host.
+//! - `testing` (feature `testing`): the conformance suite every backend must pass, for a
+//!   backend's own tests.
 //!
 //! # Unsafe code
 //! The crate denies `unsafe` everywhere but in `plugin`, which holds every FFI type and every
@@ -54,7 +60,7 @@
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<()> {
+//! # async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
 //! let registry = Registry::new()?;
 //! let cache = registry.create("single", &Config::default()).await?;
 //! cache.set("fib:10", "55", Duration::from_secs(15)).await?;
@@ -77,11 +83,14 @@ pub mod nop;
 #[allow(unsafe_code)]
 pub mod plugin;
 pub mod registry;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 pub use async_trait::async_trait;
 pub use cache::{Cache, Claims, Expiry};
-pub use error::{BoxError, Error, Result};
-pub use registry::{Backend, Config, Origin, Registry};
+pub use error::{BoxError, Error, ErrorKind, RegistryError, RegistryErrorKind, Result};
+pub use registry::{Backend, Config, Descriptor, Origin, Registry, DEFAULT_MAX_VALUE_LEN};
 
 /// The version of this crate, which a plugin and its host must agree on.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

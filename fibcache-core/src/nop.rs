@@ -32,4 +32,5 @@ crate::register_backend! {
     name: "nop",
     summary: "stores nothing; every request computes",
     factory: create,
+    descriptor: pub NOP,
 }

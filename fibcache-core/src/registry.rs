@@ -2,21 +2,31 @@
 //! time.
 //!
 //! A backend crate writes one [`register_backend!`](crate::register_backend) line; the macro
-//! submits a [`Registration`] to [`inventory`], which collects every registration linked into
-//! the binary before `main` runs. [`Registry::new`] reads them into a map, refusing duplicate
-//! names, and accepts further backends at run time with [`Registry::add`] (this is how the
-//! server's `dynamic` feature adds backends loaded from shared libraries to the same registry).
+//! submits the backend's [`Descriptor`] to [`inventory`], which collects every registration
+//! linked into the binary before `main` runs. [`Registry::new`] reads them into a map, refusing
+//! duplicate names, and accepts further backends at run time with [`Registry::add`] (this is
+//! how the server's `dynamic` feature adds backends loaded from shared libraries to the same
+//! registry).
+//!
+//! # The explicit path
+//! A crate that nothing references may be dropped by the linker together with its
+//! registrations, silently. So a backend can also be named: `register_backend!` with
+//! `descriptor: pub NAME` makes its [`Descriptor`] a public static, and
+//! [`Registry::with`]`(&that_crate::NAME)` adds it. The reference keeps the crate linked, and
+//! adding a descriptor that `inventory` already found is not a duplicate (it is the same
+//! static), so both paths may be used at once.
 //!
 //! # Guarantees and non-guarantees
 //! - Listing is sorted by name; the order in which the linker visited registrations is
 //!   unspecified and never decides anything.
-//! - Two registrations of one name are an error ([`Error::DuplicateBackend`]), never resolved
-//!   by whichever came first.
+//! - Two registrations of one name are an error ([`RegistryErrorKind::Duplicate`]), never
+//!   resolved by whichever came first.
 //! - A crate that nothing references may be dropped by the linker together with its
 //!   registrations: a binary must reference every backend crate it wants (for example
-//!   `use fibcache_backends as _;`).
+//!   `use fibcache_backends as _;`), or add its descriptor with [`Registry::with`]. Asking for
+//!   a name that is not registered says so ([`RegistryErrorKind::Unknown`]).
 //! - Platforms without life-before-main support (see `inventory`) find only what is added with
-//!   [`Registry::add`].
+//!   [`Registry::with`] and [`Registry::add`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,7 +36,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Cache, Error, Result};
+#[cfg(doc)]
+use crate::error::RegistryErrorKind;
+use crate::{Cache, RegistryError, Result};
 
 /// What a backend factory receives: the settings every backend may read, plus named settings
 /// specific to one backend (such as `REDIS_URL`).
@@ -47,7 +59,8 @@ use crate::{Cache, Error, Result};
 ///     .with_var("REDIS_URL", "redis://127.0.0.1:6379");
 /// assert_eq!(config.capacity().get(), 500);
 /// assert_eq!(config.max_value_len().map(NonZeroUsize::get), Some(19));
-/// assert_eq!(Config::default().max_value_len(), None);
+/// // Bounded by default: a huge value planted in a shared store is never read whole.
+/// assert_eq!(Config::default().max_value_len(), NonZeroUsize::new(1 << 20));
 /// assert_eq!(config.var("REDIS_URL").as_deref(), Some("redis://127.0.0.1:6379"));
 /// ```
 #[derive(Clone)]
@@ -57,22 +70,27 @@ pub struct Config {
     /// Longest one operation may take before the caller counts it as failed
     /// (`--cache-timeout`).
     op_timeout: Duration,
-    /// Longest stored value worth reading; `None`: no bound. Only a backend that can refuse a
-    /// value without transferring it reads this, so that a huge value planted in a shared
-    /// store costs the reader neither memory nor time.
+    /// Longest stored value worth reading ([`DEFAULT_MAX_VALUE_LEN`] unless set); `None`: no
+    /// bound. Only a backend that can refuse a value without transferring it reads this, so
+    /// that a huge value planted in a shared store costs the reader neither memory nor time.
     max_value_len: Option<NonZeroUsize>,
     /// Backend-specific settings set explicitly; looked up before the process environment.
     vars: BTreeMap<String, String>,
 }
 
+/// The longest value a [`Config::default`] lets a backend read: 1 MiB. A caller that knows its
+/// values are shorter sets its own bound (the fibcache server: 20 bytes).
+pub const DEFAULT_MAX_VALUE_LEN: NonZeroUsize = NonZeroUsize::new(1 << 20).unwrap();
+
 impl Default for Config {
-    /// Capacity 10 000, operation timeout 250 ms, no bound on value sizes, no explicit
-    /// settings.
+    /// Capacity 10 000, operation timeout 250 ms, values of at most
+    /// [`DEFAULT_MAX_VALUE_LEN`], no explicit settings: bounded in time and memory without
+    /// being told.
     fn default() -> Self {
         Config {
             capacity: NonZeroUsize::new(10_000).expect("non-zero"),
             op_timeout: Duration::from_millis(250),
-            max_value_len: None,
+            max_value_len: Some(DEFAULT_MAX_VALUE_LEN),
             vars: BTreeMap::new(),
         }
     }
@@ -91,8 +109,8 @@ impl Config {
         self
     }
 
-    /// Bounds the length of the values worth reading: a backend that can refuses a stored value
-    /// longer than `max` bytes without transferring it (an [`Error::Backend`] naming the
+    /// Bounds the length of the values worth reading (by default [`DEFAULT_MAX_VALUE_LEN`]): a
+    /// backend that can refuses a stored value longer than `max` bytes without transferring it (a [`Backend`](crate::ErrorKind::Backend) error naming the
     /// length), so a planted huge value costs neither memory nor time. Backends that hold only
     /// what their caller wrote (`memory`, `nop`) ignore it.
     pub fn with_max_value_len(mut self, max: NonZeroUsize) -> Self {
@@ -119,7 +137,7 @@ impl Config {
     }
 
     /// The longest stored value a backend should read, if bounded (see
-    /// [`Config::with_max_value_len`]); `None`, the default, means no bound.
+    /// [`Config::with_max_value_len`]; [`DEFAULT_MAX_VALUE_LEN`] unless set).
     pub fn max_value_len(&self) -> Option<NonZeroUsize> {
         self.max_value_len
     }
@@ -189,21 +207,23 @@ impl fmt::Display for Origin {
     }
 }
 
-/// One backend as submitted to `inventory` by [`register_backend!`](crate::register_backend).
+/// A backend compiled into the binary: its name, summary, crate and factory, as
+/// [`register_backend!`](crate::register_backend) writes it.
 ///
-/// Build it with the macro rather than by hand.
-#[doc(hidden)]
-pub struct Registration {
-    pub(crate) name: &'static str,
-    pub(crate) summary: &'static str,
-    /// The crate (`CARGO_PKG_NAME`) whose `register_backend!` line made this registration; a
-    /// plugin exports only the registrations of the crate that invokes `export_plugin!`.
-    pub(crate) krate: &'static str,
-    pub(crate) factory: FactoryFn,
+/// With `descriptor: pub NAME` the macro makes it a public static that a binary can add with
+/// [`Registry::with`], which the linker cannot drop (see the [module docs](self)).
+#[derive(Debug)]
+pub struct Descriptor {
+    name: &'static str,
+    summary: &'static str,
+    /// The crate (`CARGO_PKG_NAME`) whose `register_backend!` line made it; a plugin exports
+    /// only the descriptors of the crate that invokes `export_plugin!`.
+    krate: &'static str,
+    factory: FactoryFn,
 }
 
-impl Registration {
-    /// A registration; `const` so that it can be a static `inventory` entry.
+impl Descriptor {
+    /// A descriptor; `const` so that it can be a static. Written by `register_backend!`.
     #[doc(hidden)]
     pub const fn new(
         name: &'static str,
@@ -211,7 +231,7 @@ impl Registration {
         krate: &'static str,
         factory: FactoryFn,
     ) -> Self {
-        Registration {
+        Descriptor {
             name,
             summary,
             krate,
@@ -219,10 +239,44 @@ impl Registration {
         }
     }
 
-    /// Every registration linked into this binary (or, inside a plugin, into that library), in
+    /// The name the backend is selected by.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Its one-line summary.
+    pub fn summary(&self) -> &'static str {
+        self.summary
+    }
+
+    /// The crate that registered it.
+    pub fn krate(&self) -> &'static str {
+        self.krate
+    }
+
+    #[cfg_attr(not(feature = "plugin"), allow(dead_code))]
+    pub(crate) fn factory(&self) -> FactoryFn {
+        self.factory
+    }
+}
+
+/// One descriptor as submitted to `inventory` by [`register_backend!`](crate::register_backend).
+#[doc(hidden)]
+pub struct Registration(&'static Descriptor);
+
+impl Registration {
+    /// The registration of `descriptor`; `const` so that it can be a static `inventory` entry.
+    #[doc(hidden)]
+    pub const fn of(descriptor: &'static Descriptor) -> Self {
+        Registration(descriptor)
+    }
+
+    /// Every descriptor linked into this binary (or, inside a plugin, into that library), in
     /// unspecified order.
-    pub(crate) fn all() -> impl Iterator<Item = &'static Registration> {
-        inventory::iter::<Registration>.into_iter()
+    pub(crate) fn all() -> impl Iterator<Item = &'static Descriptor> {
+        inventory::iter::<Registration>
+            .into_iter()
+            .map(|registration| registration.0)
     }
 }
 
@@ -235,6 +289,8 @@ pub struct Backend {
     summary: String,
     origin: Origin,
     factory: DynFactory,
+    /// The static it was made from, if any: adding the same one twice is not a duplicate.
+    descriptor: Option<&'static Descriptor>,
 }
 
 impl Backend {
@@ -250,6 +306,7 @@ impl Backend {
             summary: summary.into(),
             origin,
             factory,
+            descriptor: None,
         }
     }
 
@@ -271,20 +328,23 @@ impl Backend {
     /// Builds a ready cache from `config`.
     ///
     /// # Errors
-    /// Whatever the factory reports, typically [`Error::Config`] or [`Error::Backend`].
+    /// Whatever the factory reports, typically a [`Config`](crate::ErrorKind::Config) error.
     pub async fn create(&self, config: &Config) -> Result<Arc<dyn Cache>> {
         (self.factory)(config).await
     }
 }
 
-impl From<&'static Registration> for Backend {
-    fn from(reg: &'static Registration) -> Self {
-        let factory = reg.factory;
+impl From<&'static Descriptor> for Backend {
+    fn from(descriptor: &'static Descriptor) -> Self {
+        let factory = descriptor.factory;
         Backend {
-            name: reg.name.to_owned(),
-            summary: reg.summary.to_owned(),
-            origin: Origin::Static { krate: reg.krate },
+            name: descriptor.name.to_owned(),
+            summary: descriptor.summary.to_owned(),
+            origin: Origin::Static {
+                krate: descriptor.krate,
+            },
             factory: Arc::new(move |config| factory(config)),
+            descriptor: Some(descriptor),
         }
     }
 }
@@ -300,6 +360,21 @@ impl fmt::Debug for Backend {
 }
 
 /// The backends this process can create, by name.
+///
+/// ```
+/// use fibcache_core::{Config, Registry};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Every backend linked into this binary (here only `nop`, which this crate always has),
+/// // plus any added by name.
+/// let registry = Registry::new()?.with(&fibcache_core::nop::NOP)?;
+/// assert_eq!(registry.names(), ["nop"]);
+/// let cache = registry.create("nop", &Config::default()).await?;
+/// assert_eq!(cache.get("fib:10").await?, None);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     backends: BTreeMap<String, Backend>,
@@ -313,34 +388,53 @@ impl Registry {
     /// in this binary.
     ///
     /// # Errors
-    /// [`Error::DuplicateBackend`] when two registrations share a name.
-    pub fn new() -> Result<Self> {
+    /// [`RegistryErrorKind::Duplicate`] when two registrations share a name.
+    pub fn new() -> Result<Self, RegistryError> {
         let mut registry = Registry::default();
-        for reg in Registration::all() {
-            registry.add(Backend::from(reg))?;
+        for descriptor in Registration::all() {
+            registry.add(Backend::from(descriptor))?;
         }
         Ok(registry)
+    }
+
+    /// Adds the backend `descriptor` describes: the explicit path, which the linker cannot
+    /// drop (see the [module docs](self)). Adding a descriptor that is already here (found by
+    /// [`Registry::new`], or added before) changes nothing.
+    ///
+    /// # Errors
+    /// [`RegistryErrorKind::Duplicate`] when another backend has its name.
+    pub fn with(mut self, descriptor: &'static Descriptor) -> Result<Self, RegistryError> {
+        self.add(Backend::from(descriptor))?;
+        Ok(self)
     }
 
     /// Adds a backend, for example one loaded from a plugin.
     ///
     /// # Errors
-    /// [`Error::DuplicateBackend`] when the name is taken; the registry is unchanged.
-    pub fn add(&mut self, backend: Backend) -> Result<()> {
+    /// [`RegistryErrorKind::Duplicate`] when the name is taken by another backend; the
+    /// registry is unchanged.
+    pub fn add(&mut self, backend: Backend) -> Result<(), RegistryError> {
         if let Some(existing) = self.backends.get(&backend.name) {
-            let (first, second) = ordered(existing.origin.to_string(), backend.origin.to_string());
-            return Err(Error::DuplicateBackend {
-                name: backend.name,
-                first,
-                second,
-            });
+            if let (Some(a), Some(b)) = (existing.descriptor, backend.descriptor) {
+                if std::ptr::eq(a, b) {
+                    return Ok(());
+                }
+            }
+            return Err(RegistryError::duplicate(
+                &backend.name,
+                existing.origin.to_string(),
+                backend.origin.to_string(),
+            ));
         }
         self.backends.insert(backend.name.clone(), backend);
         Ok(())
     }
 
-    /// Records that a backend `name` exists behind the Cargo feature `feature`; used only to
-    /// word the error when it is asked for but not compiled in.
+    /// Records that a backend `name` exists behind the Cargo feature `feature`, written as
+    /// `cargo build --features` takes it from the package being built (`redis` for a feature
+    /// of that package, `some-dependency/redis` for one of a dependency); used only to word
+    /// the error when it is asked for but not compiled in. Noting a name again replaces the
+    /// feature, so each crate that forwards the feature can name its own.
     pub fn note_optional(&mut self, name: &str, feature: &str) {
         self.optional.insert(name.to_owned(), feature.to_owned());
     }
@@ -363,40 +457,32 @@ impl Registry {
     /// Looks a backend up by name.
     ///
     /// # Errors
-    /// [`Error::NotCompiledIn`] for a known backend whose feature is off,
-    /// [`Error::UnknownBackend`] for any other unregistered name.
-    pub fn get(&self, name: &str) -> Result<&Backend> {
+    /// [`RegistryErrorKind::NotCompiledIn`] for a known backend whose feature is off,
+    /// [`RegistryErrorKind::Unknown`] for any other unregistered name.
+    pub fn get(&self, name: &str) -> Result<&Backend, RegistryError> {
         if let Some(backend) = self.backends.get(name) {
             return Ok(backend);
         }
-        let available = self.names().join(", ");
+        let available = self.backends.keys().cloned().collect();
         Err(match self.optional.get(name) {
-            Some(feature) => Error::NotCompiledIn {
-                name: name.to_owned(),
-                feature: feature.clone(),
-                available,
-            },
-            None => Error::UnknownBackend {
-                name: name.to_owned(),
-                available,
-            },
+            Some(feature) => RegistryError::not_compiled_in(name, feature, available),
+            None => RegistryError::unknown(name, available),
         })
     }
 
     /// Creates the backend `name` from `config`.
     ///
     /// # Errors
-    /// Those of [`Registry::get`], then whatever the backend's factory reports.
-    pub async fn create(&self, name: &str, config: &Config) -> Result<Arc<dyn Cache>> {
-        self.get(name)?.create(config).await
-    }
-}
-
-fn ordered(a: String, b: String) -> (String, String) {
-    if a <= b {
-        (a, b)
-    } else {
-        (b, a)
+    /// Those of [`Registry::get`], then [`RegistryErrorKind::Create`] with the factory's error.
+    pub async fn create(
+        &self,
+        name: &str,
+        config: &Config,
+    ) -> Result<Arc<dyn Cache>, RegistryError> {
+        self.get(name)?
+            .create(config)
+            .await
+            .map_err(|err| RegistryError::create(name, err))
     }
 }
 
@@ -405,6 +491,10 @@ fn ordered(a: String, b: String) -> (String, String) {
 /// `factory` is a path to an `async fn(&Config) -> Result<T>` where `T: Cache`. The macro may be
 /// used in any crate that depends on `fibcache-core`; the registration exists as soon as that
 /// crate is linked into the binary.
+///
+/// An optional last line `descriptor: pub NAME` also makes the backend's [`Descriptor`] a
+/// static named `NAME` (with that visibility), for [`Registry::with`]: the explicit path that
+/// a binary can use for a backend of a library crate it would otherwise not reference.
 ///
 /// # Example
 /// ```
@@ -438,8 +528,13 @@ fn ordered(a: String, b: String) -> (String, String) {
 /// ```
 #[macro_export]
 macro_rules! register_backend {
-    (name: $name:expr, summary: $summary:expr, factory: $factory:path $(,)?) => {
-        const _: () = {
+    (name: $name:expr, summary: $summary:expr, factory: $factory:path,
+     descriptor: $vis:vis $descriptor:ident $(,)?) => {
+        #[doc = ::std::concat!(
+            "The backend `", $name, "`, for [`Registry::with`](", ::std::stringify!($crate),
+            "::Registry::with).",
+        )]
+        $vis static $descriptor: $crate::registry::Descriptor = {
             fn __fibcache_factory(config: &$crate::Config) -> $crate::registry::FactoryFuture<'_> {
                 ::std::boxed::Box::pin(async move {
                     let cache = $factory(config).await?;
@@ -447,13 +542,24 @@ macro_rules! register_backend {
                     ::std::result::Result::Ok(cache)
                 })
             }
-            $crate::__private::inventory::submit! {
-                $crate::registry::Registration::new(
-                    $name,
-                    $summary,
-                    ::std::env!("CARGO_PKG_NAME"),
-                    __fibcache_factory,
-                )
+            $crate::registry::Descriptor::new(
+                $name,
+                $summary,
+                ::std::env!("CARGO_PKG_NAME"),
+                __fibcache_factory,
+            )
+        };
+        $crate::__private::inventory::submit! {
+            $crate::registry::Registration::of(&$descriptor)
+        }
+    };
+    (name: $name:expr, summary: $summary:expr, factory: $factory:path $(,)?) => {
+        const _: () = {
+            $crate::register_backend! {
+                name: $name,
+                summary: $summary,
+                factory: $factory,
+                descriptor: __FIBCACHE_DESCRIPTOR,
             }
         };
     };

@@ -26,9 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fibcache_core::Cache;
 use http_body_util::Full;
-use hyper::header::{
-    HeaderName, HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
-};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use tracing::Level;
 
@@ -39,13 +37,12 @@ use crate::openapi;
 pub use crate::settings::{Settings, SettingsBuilder, SettingsError};
 
 mod param;
+mod response;
 pub(crate) use param::parse_n;
+use response::{error, json, not_allowed, result, unavailable, without_body};
 
 /// The body type of every response.
 pub type Body = Full<Bytes>;
-
-const JSON: HeaderValue = HeaderValue::from_static("application/json");
-const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// The fibcache HTTP application; cheap to clone (clones share the cache, the flights and the
 /// metrics).
@@ -66,9 +63,12 @@ struct Inner {
     max_n: u64,
     compute_timeout: Duration,
     metrics: Arc<Metrics>,
-    /// What `GET /openapi.json` answers, with this app's `max_n`: built once, shared by every
-    /// answer.
+    /// What `GET /openapi.json` answers, with this app's `max_n` and mount prefix: built once,
+    /// shared by every answer.
     openapi: Bytes,
+    /// Where the app is mounted in a larger router (`/api`), or empty (see
+    /// [`SettingsBuilder::mount_prefix`]).
+    mount: String,
 }
 
 impl App {
@@ -98,7 +98,8 @@ impl App {
         let tiers = tiers
             .into_iter()
             .map(|(name, cache)| {
-                let guard = GuardedCache::new(cache, name, settings.cache_timeout(), metrics.clone());
+                let guard =
+                    GuardedCache::new(cache, name, settings.cache_timeout(), metrics.clone());
                 Tier::new(guard, &metrics)
             })
             .collect();
@@ -111,7 +112,8 @@ impl App {
                 max_n,
                 compute_timeout: settings.compute_timeout(),
                 metrics,
-                openapi: openapi::document(max_n),
+                openapi: openapi::document(max_n, settings.mount_prefix()),
+                mount: settings.mount_prefix().to_owned(),
             }),
         }
     }
@@ -142,7 +144,7 @@ impl App {
         req: Request<B>,
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let started = Instant::now();
-        let route = self.route(req.method(), req.uri().path());
+        let route = self.route(req.method(), self.unmounted(req.uri().path()));
         let label = route.label();
         let head = req.method() == Method::HEAD;
         // The access log is at debug level: at info, formatting and writing a line per request
@@ -152,6 +154,13 @@ impl App {
         drop(req);
         let app = self.clone();
         async move {
+            // Counts the request if an outer layer (a timeout, say) drops this future before
+            // it answers; disarmed once it has.
+            let cut_short = CutShort {
+                app: &app,
+                route: label,
+                started,
+            };
             let (mut response, n) = match route {
                 Route::Fib(n) => (app.fib(n).await, Some(n)),
                 Route::Fixed(Fixed::Health) => (app.health(), None),
@@ -166,6 +175,7 @@ impl App {
             if head {
                 without_body(&mut response);
             }
+            std::mem::forget(cut_short);
             let status = response.status().as_u16();
             let elapsed = started.elapsed();
             app.inner.metrics.request(label, status, elapsed);
@@ -183,12 +193,25 @@ impl App {
         }
     }
 
+    /// `path` without the mount prefix, when it still has it (the app served directly rather
+    /// than nested by a router that strips the prefix).
+    fn unmounted<'p>(&self, path: &'p str) -> &'p str {
+        let mount = self.inner.mount.as_str();
+        if mount.is_empty() {
+            return path;
+        }
+        match path.strip_prefix(mount) {
+            Some(rest) if rest.starts_with('/') => rest,
+            _ => path,
+        }
+    }
+
     /// Where a request goes; an answer already when it goes nowhere.
     fn route(&self, method: &Method, path: &str) -> Route {
         let get = method == Method::GET || method == Method::HEAD;
         if let Some(param) = path.strip_prefix(FIB_PREFIX) {
             if param.contains('/') {
-                return Route::Refused(RouteName::Other, not_found(path));
+                return Route::Refused(RouteName::Other, self.not_found(path));
             }
             if !get {
                 return Route::Refused(RouteName::Fib, not_allowed());
@@ -201,7 +224,7 @@ impl App {
         match FIXED.iter().find(|(fixed, _)| *fixed == path) {
             Some(&(_, fixed)) if get => Route::Fixed(fixed),
             Some(&(_, fixed)) => Route::Refused(fixed.label(), not_allowed()),
-            None => Route::Refused(RouteName::Other, not_found(path)),
+            None => Route::Refused(RouteName::Other, self.not_found(path)),
         }
     }
 
@@ -268,6 +291,35 @@ impl App {
     /// [`run`]: crate::run
     pub fn begin_shutdown(&self) {
         self.inner.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// The shutdown trigger for a server of your own that keeps `--shutdown-delay`'s window:
+    /// waits for `signal`, then answers `/readyz` with 503 ([`App::begin_shutdown`]) while
+    /// still serving for `delay`, so that load balancers stop sending, and only then
+    /// completes. Hand it to the server's graceful shutdown, e.g. axum's
+    /// `serve(..).with_graceful_shutdown(app.not_ready_for(delay, signal))`.
+    pub fn not_ready_for(
+        &self,
+        delay: Duration,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let app = self.clone();
+        async move {
+            signal.await;
+            app.begin_shutdown();
+            tracing::info!(
+                delay = %humantime::format_duration(delay),
+                "not ready; serving a while longer before shutting down"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// The 404 answer for `path`, shown as the client sent it (with the mount prefix).
+    fn not_found(&self, path: &str) -> Response<Body> {
+        let full = format!("{}{path}", self.inner.mount);
+        let shown: String = full.chars().take(64).collect();
+        error(StatusCode::NOT_FOUND, &format!("no route for {shown:?}"))
     }
 }
 
@@ -360,80 +412,23 @@ impl<B> tower_service::Service<Request<B>> for App {
     }
 }
 
-/// `{"result":<value>}` with its `x-cache` header; written without the formatting machinery,
-/// as this is the hit path.
-fn result(value: u64, cache: &'static str) -> Response<Body> {
-    let mut digits = itoa::Buffer::new();
-    let digits = digits.format(value).as_bytes();
-    let mut body = Vec::with_capacity(11 + digits.len());
-    body.extend_from_slice(b"{\"result\":");
-    body.extend_from_slice(digits);
-    body.push(b'}');
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    resp.headers_mut().insert(CONTENT_TYPE, JSON);
-    resp.headers_mut()
-        .insert(X_CACHE, HeaderValue::from_static(cache));
-    resp
+/// The status a request is counted under when an outer layer dropped it before it was
+/// answered (nginx's "client closed request"; no client ever receives it).
+pub const CUT_SHORT: u16 = 499;
+
+/// Counts a request whose answer was dropped unfinished (see [`App::handle`]).
+struct CutShort<'a> {
+    app: &'a App,
+    route: RouteName,
+    started: Instant,
 }
 
-/// The answer to `HEAD`: the headers `GET` gets, `Content-Length` included, and no body.
-/// hyper leaves the body of a `HEAD` answer out by itself over HTTP/1.1, but not over HTTP/2,
-/// where a body after a `HEAD` answer is a protocol error.
-fn without_body(response: &mut Response<Body>) {
-    let len = http_body::Body::size_hint(response.body()).exact();
-    *response.body_mut() = Body::default();
-    if let Some(len) = len {
-        response
-            .headers_mut()
-            .insert(CONTENT_LENGTH, HeaderValue::from(len));
-    }
-}
-
-/// A 503 that tells the client when to come back.
-fn unavailable(message: &str) -> Response<Body> {
-    let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, message);
-    resp.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    resp
-}
-
-fn not_found(path: &str) -> Response<Body> {
-    let shown: String = path.chars().take(64).collect();
-    error(StatusCode::NOT_FOUND, &format!("no route for {shown:?}"))
-}
-
-fn not_allowed() -> Response<Body> {
-    let mut resp = error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed; use GET",
-    );
-    resp.headers_mut()
-        .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-    resp
-}
-
-/// A JSON error response `{"error": message}`.
-fn error(status: StatusCode, message: &str) -> Response<Body> {
-    json(status, serde_json::json!({ "error": message }).to_string())
-}
-
-fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut resp = Response::new(Full::new(body.into()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, JSON);
-    resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http_body_util::BodyExt;
-
-    #[tokio::test]
-    async fn result_bodies_are_the_documented_json() {
-        for value in [0u64, 7, 55, 832_040, 7_540_113_804_746_346_429, u64::MAX] {
-            let body = result(value, "hit").into_body().collect().await.unwrap();
-            assert_eq!(body.to_bytes(), format!("{{\"result\":{value}}}"));
-        }
+impl Drop for CutShort<'_> {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed();
+        self.app
+            .inner
+            .metrics
+            .request(self.route, CUT_SHORT, elapsed);
     }
 }

@@ -262,8 +262,8 @@ impl GuardedCache {
 
     fn failed(&self, err: &Error, n: u64, key: &str, what: &str) {
         self.metrics.cache_errors.inc();
-        let cause = chain(err);
-        if matches!(err, Error::Unavailable { .. }) {
+        let cause = err.chain();
+        if err.is_unavailable() {
             self.skip(&cause);
         }
         throttled!(self.warnings, n, key, backend = %self.backend, cause = %cause, "{what} failed; computing");
@@ -296,19 +296,6 @@ fn parse(raw: &str) -> Result<u64, &'static str> {
         Ok(value) if value <= i64::MAX as u64 => Ok(value),
         _ => Err("larger than i64::MAX"),
     }
-}
-
-/// An error and its sources joined with `": "`, as `anyhow`'s `{:#}` writes them. A newline
-/// inside one of them stays in the text; the text log format escapes it.
-fn chain(err: &Error) -> String {
-    let mut out = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 /// Awaits `op` for at most `limit`. An operation that is ready at once (an in-process cache)

@@ -20,38 +20,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
-use fibcache_core::{fib, Cache, Config, Registry};
+use fibcache_core::{Cache, Config, Descriptor, Registry};
+
+mod about;
+mod settings_args;
+
+pub use about::About;
+pub use settings_args::SettingsArgs;
 
 use crate::logging::LogFormat;
 use crate::server::{bind, run, ConnLimits};
-use crate::{App, Settings};
-
-/// Who the binary is: what `--version` and `--help` show, and the name error lines start with.
-///
-/// Build it with [`about!`](crate::about), which takes the values from the Cargo package of the
-/// binary that calls it.
-#[derive(Debug, Clone, Copy)]
-pub struct About {
-    /// The binary's name (`CARGO_PKG_NAME`).
-    pub name: &'static str,
-    /// Its version (`CARGO_PKG_VERSION`).
-    pub version: &'static str,
-    /// Its one-line description (`CARGO_PKG_DESCRIPTION`).
-    pub description: &'static str,
-}
-
-/// The [`About`] of the Cargo package that invokes it: name, version and description from
-/// its `Cargo.toml`.
-#[macro_export]
-macro_rules! about {
-    () => {
-        $crate::cli::About {
-            name: ::std::env!("CARGO_PKG_NAME"),
-            version: ::std::env!("CARGO_PKG_VERSION"),
-            description: ::std::env!("CARGO_PKG_DESCRIPTION"),
-        }
-    };
-}
+use crate::App;
+use settings_args::duration;
 
 /// The flags; name, version and description come from the [`About`] given to [`main`].
 #[derive(Debug, Parser)]
@@ -65,43 +45,9 @@ struct Args {
     #[arg(long, env = "FIB_PORT", default_value_t = 8080)]
     port: u16,
 
-    /// Cache backend, by name, or tiers nearest first joined by `+` (memory+redis)
-    /// [default: memory if compiled in, else nop].
-    #[arg(long, env = "FIB_CACHE")]
-    cache: Option<String>,
-
-    /// Lifetime of a cached entry (e.g. 500ms, 15s, 1h).
-    #[arg(long, env = "FIB_CACHE_TTL", default_value = "15s", value_parser = duration)]
-    cache_ttl: Duration,
-
-    /// Most entries the memory backend keeps (least recently used goes first).
-    #[arg(long, env = "FIB_CACHE_CAPACITY", default_value = "10000")]
-    cache_capacity: NonZeroUsize,
-
-    /// Key namespace in shared stores: the key of n is this prefix followed by n (fib:30).
-    #[arg(long, env = "FIB_CACHE_PREFIX", default_value = "fib:")]
-    cache_prefix: String,
-
-    /// Longest one cache operation may take; past it the request computes instead.
-    #[arg(long, env = "FIB_CACHE_TIMEOUT", default_value = "250ms", value_parser = duration)]
-    cache_timeout: Duration,
-
-    /// Largest n accepted (at most 92: fib(92) is the largest that fits an i64).
-    #[arg(long, env = "FIB_MAX_N", default_value_t = fib::MAX_N,
-          value_parser = clap::value_parser!(u64).range(0..=fib::MAX_N))]
-    max_n: u64,
-
-    /// Computations running at once [default: number of CPUs].
-    #[arg(long, env = "FIB_MAX_COMPUTES")]
-    max_computes: Option<NonZeroUsize>,
-
-    /// A computation running longer is cancelled; its waiters get 504.
-    #[arg(long, env = "FIB_COMPUTE_TIMEOUT", default_value = "30s", value_parser = duration)]
-    compute_timeout: Duration,
-
-    /// Longest a cold request waits for a free computation slot before it gets 503.
-    #[arg(long, env = "FIB_QUEUE_WAIT", default_value = "100ms", value_parser = duration)]
-    queue_wait: Duration,
+    /// The per-request settings and the backend.
+    #[command(flatten)]
+    settings: SettingsArgs,
 
     /// A client that has not sent its request head by then is dropped; an idle keep-alive
     /// connection is closed after the same time.
@@ -135,11 +81,6 @@ struct Args {
     #[arg(long = "plugin", env = "FIB_CACHE_PLUGIN", value_delimiter = ':')]
     plugins: Vec<PathBuf>,
 
-    /// Compute each cold n once across the instances sharing a store, where a cache tier
-    /// offers claims (Redis).
-    #[arg(long, env = "FIB_CLUSTER_COALESCING", value_enum, default_value_t = Switch::On)]
-    cluster_coalescing: Switch,
-
     /// Print the available backends, one a line (name, origin, summary), and exit.
     #[arg(long)]
     list_backends: bool,
@@ -147,13 +88,6 @@ struct Args {
     /// Print a completion script for this shell and exit.
     #[arg(long, value_enum, value_name = "SHELL")]
     completions: Option<Shell>,
-}
-
-/// A setting that is on or off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Switch {
-    On,
-    Off,
 }
 
 /// The shells `--completions` writes a script for.
@@ -179,12 +113,12 @@ fn command(about: About) -> clap::Command {
     // `fibcache 0.2.0 (memory, redis, dynamic)`: which build this is, at a glance. Leaked once:
     // clap wants a `'static` string and the process has one command line.
     let version: &'static str =
-        Box::leak(format!("{} ({})", about.version, crate::features_summary()).into_boxed_str());
+        Box::leak(format!("{} ({})", about.version(), crate::features_summary()).into_boxed_str());
     Args::command()
-        .name(about.name)
-        .bin_name(about.name)
+        .name(about.name())
+        .bin_name(about.name())
         .version(version)
-        .about(about.description)
+        .about(about.description())
         // A variable set to the empty string counts as unset (`FIB_CACHE=` is no backend
         // named ""), as backend settings read through `Config::var` do.
         .mut_args(|arg| match arg.get_env() {
@@ -193,10 +127,6 @@ fn command(about: About) -> clap::Command {
             }
             _ => arg,
         })
-}
-
-fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (use e.g. 500ms, 15s, 1h)"))
 }
 
 /// A start-up failure: printed as one line, exit status 2.
@@ -211,6 +141,20 @@ fn startup(err: impl std::fmt::Display) -> anyhow::Error {
 /// Runs the server binary described by `about`: parses the command line, starts the server,
 /// and returns the process exit code (0 after a graceful shutdown, 2 for a start-up failure).
 pub fn main(about: About) -> ExitCode {
+    main_with(about, &[])
+}
+
+/// [`main`], with `backends` added to the registry by their descriptors: the way to serve a
+/// backend of a library crate that the binary would otherwise not reference, which the linker
+/// then cannot drop (see [`Registry::with`]).
+///
+/// ```no_run
+/// # mod my_backends { pub static MINE: &fibcache_core::Descriptor = &fibcache_core::nop::NOP; }
+/// fn main() -> std::process::ExitCode {
+///     fibcache_server::cli::main_with(fibcache_server::about!(), &[my_backends::MINE])
+/// }
+/// ```
+pub fn main_with(about: About, backends: &[&'static Descriptor]) -> ExitCode {
     let args = match command(about)
         .try_get_matches()
         .and_then(|matches| Args::from_arg_matches(&matches))
@@ -235,7 +179,7 @@ pub fn main(about: About) -> ExitCode {
                 .find_map(|line| line.trim().strip_prefix("tip: "))
                 .map(|tip| format!("; {tip}"))
                 .unwrap_or_default();
-            eprintln!("{}: error: {first}{tip} (see --help)", about.name);
+            eprintln!("{}: error: {first}{tip} (see --help)", about.name());
             return ExitCode::from(2);
         }
     };
@@ -243,7 +187,7 @@ pub fn main(about: About) -> ExitCode {
         clap_complete::generate(
             clap_complete::Shell::from(shell),
             &mut command(about),
-            about.name,
+            about.name(),
             &mut std::io::stdout(),
         );
         return ExitCode::SUCCESS;
@@ -251,7 +195,7 @@ pub fn main(about: About) -> ExitCode {
     let _guard = match crate::logging::init(&args.log_level, args.log_format) {
         Ok(guard) => guard,
         Err(err) => {
-            eprintln!("{}: error: {err:#}", about.name);
+            eprintln!("{}: error: {err:#}", about.name());
             return ExitCode::from(2);
         }
     };
@@ -263,12 +207,12 @@ pub fn main(about: About) -> ExitCode {
         Err(err) => {
             eprintln!(
                 "{}: error: cannot start the async runtime: {err}",
-                about.name
+                about.name()
             );
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(serve(args, about));
+    let result = runtime.block_on(serve(args, about, backends));
     // Computations still running after the grace period were cancelled and stop within
     // milliseconds; do not wait on anything longer than that.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -278,15 +222,28 @@ pub fn main(about: About) -> ExitCode {
             let code = if err.is::<Startup>() { 2 } else { 1 };
             // Flush what was logged before the error, so the error is the last line.
             drop(_guard);
-            eprintln!("{}: error: {err:#}", about.name);
+            eprintln!("{}: error: {err:#}", about.name());
             ExitCode::from(code)
         }
     }
 }
 
 /// The registry of this binary: built-in backends, then plugins.
-fn registry(plugins: &[PathBuf]) -> anyhow::Result<Registry> {
+fn registry(
+    plugins: &[PathBuf],
+    about: About,
+    backends: &[&'static Descriptor],
+) -> anyhow::Result<Registry> {
     let mut registry = crate::backends().map_err(startup)?;
+    for descriptor in backends {
+        registry = registry.with(descriptor).map_err(startup)?;
+    }
+    if about.package() == "fibcache" {
+        // The `fibcache` package forwards the backends' features under their own names.
+        for (name, feature) in fibcache_backends::OPTIONAL {
+            registry.note_optional(name, feature);
+        }
+    }
     load_plugins(plugins, &mut registry)?;
     Ok(registry)
 }
@@ -308,8 +265,8 @@ fn load_plugins(plugins: &[PathBuf], _registry: &mut Registry) -> anyhow::Result
     }
 }
 
-async fn serve(args: Args, about: About) -> anyhow::Result<()> {
-    let registry = registry(&args.plugins)?;
+async fn serve(args: Args, about: About, backends: &[&'static Descriptor]) -> anyhow::Result<()> {
+    let registry = registry(&args.plugins, about, backends)?;
     if args.list_backends {
         for backend in registry.iter() {
             println!(
@@ -321,29 +278,18 @@ async fn serve(args: Args, about: About) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let name = args
-        .cache
-        .clone()
-        .unwrap_or_else(|| crate::default_backend(&registry).to_owned());
-    let max_computes = args
-        .max_computes
-        .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
-    let settings = Settings::builder()
-        .max_n(args.max_n)
-        .prefix(args.cache_prefix.clone())
-        .ttl(args.cache_ttl)
-        .cache_timeout(args.cache_timeout)
-        .max_computes(max_computes)
-        .compute_timeout(args.compute_timeout)
-        .queue_wait(args.queue_wait)
-        .cluster_coalescing(args.cluster_coalescing == Switch::On)
-        .build()
-        .map_err(startup)?;
-    let config = settings.cache_config().with_capacity(args.cache_capacity);
+    let name = match args.settings.cache() {
+        Some(spec) => spec.to_owned(),
+        None => crate::default_backend(&registry).to_owned(),
+    };
+    let settings = args.settings.settings().map_err(startup)?;
+    let config = args.settings.cache_config();
     let tiers = tiers(&registry, &name, &config).await?;
     let addr = resolve(&args.host, args.port)?;
     let listener = bind(addr).map_err(|e| startup(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
+    let max_n = settings.max_n();
+    let max_computes = settings.max_computes();
     let app = App::tiered(tiers, settings);
     let limits = ConnLimits {
         header_timeout: args.header_timeout,
@@ -356,14 +302,14 @@ async fn serve(args: Args, about: About) -> anyhow::Result<()> {
         tracing::info!(
             addr = %local,
             backend = %name,
-            max_n = args.max_n,
+            max_n,
             max_computes,
             "listening"
         );
     } else {
         // With `--port 0` the operator has no other way to learn the port: say it even when
         // the log level hides info lines.
-        eprintln!("{}: listening addr={local} backend={name}", about.name);
+        eprintln!("{}: listening addr={local} backend={name}", about.name());
     }
     run_until_signalled(signals, listener, app, limits).await?;
     tracing::info!("stopped");

@@ -92,15 +92,23 @@ pub use server::{run, serve, ConnLimits};
 pub use settings::{Settings, SettingsBuilder, SettingsError};
 
 /// Every backend compiled into this binary, by name: the ones of `fibcache-core` and
-/// `fibcache-backends` that its features enable, and any other crate's linked into it. Asking
-/// for a backend of `fibcache-backends` whose feature is off fails with
-/// [`fibcache_core::Error::NotCompiledIn`], naming the feature.
+/// `fibcache-backends` that its features enable (named explicitly, so the linker cannot drop
+/// them: [`fibcache_backends::registry`]), and any other crate's linked into it. Asking for a
+/// backend of `fibcache-backends` whose feature is off fails with
+/// [`RegistryErrorKind::NotCompiledIn`](fibcache_core::RegistryErrorKind), naming the
+/// feature. Add a backend of a crate of your own with
+/// [`Registry::with`](fibcache_core::Registry::with).
 ///
 /// # Errors
-/// [`fibcache_core::Error::DuplicateBackend`] when two linked crates register one name.
-pub fn backends() -> fibcache_core::Result<fibcache_core::Registry> {
-    let mut registry = fibcache_core::Registry::new()?;
-    fibcache_backends::note_optional(&mut registry);
+/// [`RegistryErrorKind::Duplicate`](fibcache_core::RegistryErrorKind) when two linked crates
+/// register one name.
+pub fn backends() -> Result<fibcache_core::Registry, fibcache_core::RegistryError> {
+    let mut registry = fibcache_backends::registry()?;
+    // This crate forwards the features of `fibcache-backends` under the same names, and a
+    // dependent names them through this crate.
+    for (name, feature) in fibcache_backends::OPTIONAL {
+        registry.note_optional(name, &format!("{}/{feature}", env!("CARGO_PKG_NAME")));
+    }
     Ok(registry)
 }
 

@@ -24,12 +24,14 @@ const MAX_N: &str = "/components/parameters/n/schema/anyOf/0/maximum";
 /// Where the pattern of the other spellings of `n` sits in the document.
 const PATTERN: &str = "/components/parameters/n/schema/anyOf/1/pattern";
 
-/// The document of an app that accepts `n` up to `max_n`, serialized.
+/// The document of an app that accepts `n` up to `max_n`, mounted at `mount` (empty: at the
+/// root), serialized. A mounted app's document has a `servers` entry with the prefix, so that
+/// its paths resolve where the app actually answers.
 ///
 /// # Panics
 /// Never with the document this crate ships: its tests parse it and find [`MAX_N`] and
 /// [`PATTERN`] in it.
-pub(crate) fn document(max_n: u64) -> Bytes {
+pub(crate) fn document(max_n: u64, mount: &str) -> Bytes {
     let mut document: serde_json::Value =
         serde_json::from_str(DOCUMENT).expect("openapi.json is JSON");
     let mut set = |pointer: &str, value: serde_json::Value| {
@@ -40,6 +42,9 @@ pub(crate) fn document(max_n: u64) -> Bytes {
     set(MAX_N, max_n.into());
     set(PATTERN, spellings(max_n).into());
     set("/info/version", env!("CARGO_PKG_VERSION").into());
+    if !mount.is_empty() {
+        document["servers"] = serde_json::json!([{ "url": mount }]);
+    }
     Bytes::from(serde_json::to_vec(&document).expect("a JSON value serializes"))
 }
 
@@ -93,7 +98,7 @@ mod tests {
     use fibcache_core::fib;
 
     fn parsed(max_n: u64) -> Value {
-        serde_json::from_slice(&document(max_n)).unwrap()
+        serde_json::from_slice(&document(max_n, "")).unwrap()
     }
 
     #[test]
@@ -246,6 +251,6 @@ mod tests {
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "application/json");
         let body = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(body, document(17));
+        assert_eq!(body, document(17, ""));
     }
 }

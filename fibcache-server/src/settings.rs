@@ -58,6 +58,8 @@ pub struct Settings {
     /// Compute each cold `n` once across the instances sharing a store, when a tier offers
     /// claims (`--cluster-coalescing`).
     cluster_coalescing: bool,
+    /// Where the app is mounted in a larger router (`/api`), or empty.
+    mount_prefix: String,
 }
 
 impl Default for Settings {
@@ -74,6 +76,7 @@ impl Default for Settings {
             compute_timeout: Duration::from_secs(30),
             queue_wait: Duration::from_millis(100),
             cluster_coalescing: true,
+            mount_prefix: String::new(),
         }
     }
 }
@@ -126,6 +129,11 @@ impl Settings {
         self.cluster_coalescing
     }
 
+    /// Where the app is mounted in a larger router (`/api`), or empty for the root.
+    pub fn mount_prefix(&self) -> &str {
+        &self.mount_prefix
+    }
+
     /// The [`Config`] to create this app's backends from: the cache time limit as
     /// [`Config::op_timeout`], and the longest value a Fibonacci number can take as
     /// [`Config::max_value_len`], so that a huge value planted in a shared store is refused
@@ -134,7 +142,13 @@ impl Settings {
     pub fn cache_config(&self) -> Config {
         Config::default()
             .with_op_timeout(self.cache_timeout)
-            .with_max_value_len(const { NonZeroUsize::new(fib::MAX_VALUE_LEN).unwrap() })
+            .with_max_value_len(Settings::max_value_len())
+    }
+
+    /// The longest value worth reading from a cache: the decimal form of the largest
+    /// Fibonacci number served.
+    pub(crate) const fn max_value_len() -> NonZeroUsize {
+        const { NonZeroUsize::new(fib::MAX_VALUE_LEN).unwrap() }
     }
 }
 
@@ -194,13 +208,31 @@ impl SettingsBuilder {
         self
     }
 
+    /// Where the app is mounted when nested in a larger router (axum's
+    /// `nest_service("/api", app)`): its OpenAPI document then lists the prefix as its server,
+    /// and its error messages show paths as the client sent them. A request whose path still
+    /// has the prefix (the app served directly) is routed without it. Empty (the default):
+    /// mounted at the root. A prefix starts with `/` and does not end with one.
+    pub fn mount_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.settings.mount_prefix = prefix.into();
+        self
+    }
+
     /// The settings, once every value is checked.
     ///
     /// # Errors
-    /// A [`SettingsError`] naming the first setting out of range: `max_n` above 92, or a zero
-    /// TTL, cache timeout or compute timeout.
+    /// A [`SettingsError`] naming the first setting out of range: `max_n` above 92, a zero
+    /// TTL, cache timeout or compute timeout, or a mount prefix that does not start with `/`
+    /// or ends with one.
     pub fn build(self) -> Result<Settings, SettingsError> {
         let s = self.settings;
+        let mount = &s.mount_prefix;
+        if !mount.is_empty() && (!mount.starts_with('/') || mount.ends_with('/')) {
+            return Err(SettingsError::new(
+                "mount_prefix",
+                format!("is {mount:?}; write it as `/api`: a leading `/` and no trailing one"),
+            ));
+        }
         if s.max_n > fib::MAX_N {
             return Err(SettingsError::new(
                 "max_n",

@@ -253,10 +253,7 @@ impl fmt::Debug for RedisConfig {
 
 /// The error for a setting the operator has to change.
 pub(crate) fn config_error(message: impl Into<String>) -> Error {
-    Error::Config {
-        backend: "redis".to_owned(),
-        message: message.into(),
-    }
+    Error::config("redis", message)
 }
 
 /// Parses the Redis URL `raw`, which `setting` names in messages (`REDIS_URL`, or one node of
@@ -298,13 +295,9 @@ mod tests {
     }
 
     pub(super) fn message(err: Error) -> String {
-        match err {
-            Error::Config { backend, message } => {
-                assert_eq!(backend, "redis");
-                message
-            }
-            other => panic!("expected a config error, got {other:?}"),
-        }
+        assert!(err.is_config(), "expected a config error, got {err:?}");
+        assert_eq!(err.backend_name(), "redis");
+        err.message().unwrap().to_owned()
     }
 
     #[test]

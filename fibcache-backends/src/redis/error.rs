@@ -201,10 +201,12 @@ mod tests {
     }
 
     fn is_unavailable(err: &RedisError) -> bool {
-        match operation_error(&settings(&[]), err) {
-            Error::Unavailable { backend, .. } => backend == "redis",
-            Error::Backend { backend, .. } => backend != "redis",
-            other => panic!("an operation failed with {other:?}"),
+        let error = operation_error(&settings(&[]), err);
+        assert_eq!(error.backend_name(), "redis");
+        match error.kind() {
+            fibcache_core::ErrorKind::Unavailable => true,
+            fibcache_core::ErrorKind::Backend => false,
+            _ => panic!("an operation failed with {error:?}"),
         }
     }
 
@@ -328,7 +330,7 @@ mod tests {
             io_error(io::ErrorKind::ConnectionRefused),
         ] {
             let error = operation_error(&config, &err);
-            assert!(matches!(error, Error::Unavailable { .. }), "{err}");
+            assert!(error.is_unavailable(), "{err}");
             let source = std::error::Error::source(&error).unwrap().to_string();
             let at = "redis cluster at 10.0.0.1:7000,10.0.0.2:7000: ";
             assert!(source.starts_with(at), "{source}");

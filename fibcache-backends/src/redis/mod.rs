@@ -277,12 +277,14 @@ impl Inner {
             }
             Err(err) => {
                 let error = operation_error(&self.config, &err);
-                if let Error::Unavailable { source, .. } = &error {
+                if error.is_unavailable() {
                     if self.healthy.swap(false, Ordering::Relaxed) {
+                        let cause = std::error::Error::source(&error)
+                            .map_or_else(|| error.to_string(), ToString::to_string);
                         tracing::warn!(
                             backend = "redis",
                             endpoint = self.config.endpoint(),
-                            cause = %source,
+                            cause = %cause,
                             "lost redis; requests compute until it answers again"
                         );
                     }
@@ -336,6 +338,7 @@ fibcache_core::register_backend! {
     name: "redis",
     summary: "shared Redis store or cluster (REDIS_URL, REDIS_ADDR/..., or REDIS_CLUSTER_NODES)",
     factory: create,
+    descriptor: pub REDIS,
 }
 
 #[cfg(test)]
@@ -356,7 +359,8 @@ mod tests {
             Some("7540113804746346429")
         );
         let err = read(b"planted-content-0020", true).unwrap_err();
-        assert!(matches!(&err, Error::Backend { backend, .. } if backend == "redis"));
+        assert_eq!(err.kind(), fibcache_core::ErrorKind::Backend);
+        assert_eq!(err.backend_name(), "redis");
         let source = std::error::Error::source(&err).unwrap().to_string();
         assert_eq!(
             source,

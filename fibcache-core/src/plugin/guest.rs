@@ -46,7 +46,7 @@ use super::abi::{
     Instance, PluginApi, RStr, Status, ABI_VERSION,
 };
 use super::log;
-use crate::registry::Registration;
+use crate::registry::{Descriptor, Registration};
 use crate::{Cache, Error};
 
 /// The crate whose backends a plugin exports: `export_plugin!` implements it for a type of
@@ -87,9 +87,9 @@ impl<P: ExportedCrate> Table<P> {
 }
 
 /// The backends this library exports, sorted by name; fixed by the first `init`.
-static EXPORTED: OnceLock<Vec<&'static Registration>> = OnceLock::new();
+static EXPORTED: OnceLock<Vec<&'static Descriptor>> = OnceLock::new();
 
-fn exported() -> &'static [&'static Registration] {
+fn exported() -> &'static [&'static Descriptor] {
     EXPORTED.get().map(Vec::as_slice).unwrap_or(&[])
 }
 
@@ -111,9 +111,9 @@ unsafe extern "C" fn init<P: ExportedCrate>(host: *const HostApi, ctx: *mut c_vo
         };
         EXPORTED.get_or_init(|| {
             let mut mine: Vec<_> = Registration::all()
-                .filter(|reg| reg.krate == P::NAME)
+                .filter(|reg| reg.krate() == P::NAME)
                 .collect();
-            mine.sort_by_key(|reg| reg.name);
+            mine.sort_by_key(|reg| reg.name());
             mine
         });
         // SAFETY: the caller guarantees the log context for as long as the process runs.
@@ -188,8 +188,8 @@ unsafe extern "C" fn backend_info(index: usize, out: *mut BackendInfo) -> Status
     catch_unwind(AssertUnwindSafe(|| match exported().get(index) {
         Some(reg) => {
             let info = BackendInfo {
-                name: RStr::new(reg.name),
-                summary: RStr::new(reg.summary),
+                name: RStr::new(reg.name()),
+                summary: RStr::new(reg.summary()),
             };
             // SAFETY: the host passes a pointer to a writable `BackendInfo`.
             unsafe { out.write(info) };
@@ -216,7 +216,7 @@ unsafe extern "C" fn create(index: usize, config: *const FfiConfig, ctx: *mut c_
             let message = format!("the plugin has no backend #{index}");
             return take(slot).send(Status::FAILED, &message, std::ptr::null());
         };
-        let factory = reg.factory;
+        let factory = reg.factory();
         let runtime = runtime();
         let reply = take(slot);
         drive(runtime, async move {

@@ -29,7 +29,7 @@ use super::abi::{
     Status, ABI_VERSION, HANDSHAKE_SYMBOL, MAGIC,
 };
 use super::{log, proxy};
-use crate::{Backend, Error, Origin, Registry};
+use crate::{Backend, Origin, Registry};
 
 /// Why a plugin library was refused. Each message names the library and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -193,16 +193,12 @@ fn load(path: &Path, registry: &mut Registry) -> Result<(), LoadError> {
         let factory = proxy::factory(plugin.api, index, name);
         registry
             .add(Backend::new(name, summary, origin, factory))
-            .map_err(|err| match err {
-                Error::DuplicateBackend { name, first, .. } => LoadError::NameTaken {
-                    path: shown.clone(),
-                    name,
-                    taken_by: first,
-                },
-                other => LoadError::Init {
-                    path: shown.clone(),
-                    message: other.to_string(),
-                },
+            .map_err(|err| LoadError::NameTaken {
+                path: shown.clone(),
+                name: err.name().to_owned(),
+                taken_by: err
+                    .origins()
+                    .map_or_else(|| err.to_string(), |(first, _)| first.to_owned()),
             })?;
     }
     Ok(())

@@ -144,7 +144,31 @@ pub(crate) enum Finished {
 const STATUSES: [u16; 7] = [200, 400, 404, 405, 422, 503, 504];
 
 /// Every metric the server exports, and the registry that encodes them.
+///
+/// `GET /metrics` shows them with the standard process metrics. An embedder with a registry
+/// of its own adds them to it with [`Metrics::register`], and the process metrics with
+/// [`Metrics::register_process`] if it has none:
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::sync::Arc;
+/// use prometheus_client::registry::Registry;
+///
+/// let app = fibcache_server::App::new(
+///     Arc::new(fibcache_core::nop::NopCache),
+///     "nop",
+///     fibcache_server::Settings::default(),
+/// );
+/// let mut mine = Registry::default();
+/// app.metrics().register(&mut mine);
+/// let mut text = String::new();
+/// prometheus_client::encoding::text::encode(&mut text, &mine).unwrap();
+/// assert!(text.contains("fibcache_cache_hits_total"));
+/// assert!(!text.contains("process_cpu_seconds_total"));
+/// # }
+/// ```
 pub struct Metrics {
+    /// What `GET /metrics` encodes: every series below and the process metrics.
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     /// `requests` for every route and usual status, so that counting needs no lookup.
@@ -157,6 +181,8 @@ pub struct Metrics {
     pub(crate) cache_errors: Counter,
     /// Computations that got a slot and began.
     pub(crate) computations_started: Counter,
+    /// Computations that ended, by outcome.
+    finished_family: Family<OutcomeLabel, Counter>,
     finished: [Counter; 3],
     /// Computations running right now.
     pub(crate) computations_running: Gauge,
@@ -169,14 +195,17 @@ pub struct Metrics {
     /// 1 while a tier answers, 0 while the server skips it (it stopped answering).
     up: Family<TierLabel, Gauge>,
     /// Claims on keys for cluster-wide coalescing, by outcome.
+    claimed: Family<OutcomeLabel, Counter>,
     claims: [Counter; Claimed::ALL.len()],
+    durations: Family<RouteLabel, LatencyHistogram>,
     by_route_duration: [LatencyHistogram; RouteName::ALL.len()],
+    /// Always 1, labelled with the version and the features.
+    build: Family<BuildLabels, Gauge>,
 }
 
 impl Metrics {
-    /// A registry holding every fibcache series at zero.
+    /// Every fibcache series at zero, in a registry of its own with the process metrics.
     pub(crate) fn new() -> Self {
-        let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let by_route_status = RouteName::ALL.map(|route| {
             STATUSES.map(|status| {
@@ -187,70 +216,12 @@ impl Metrics {
                 requests.get_or_create(&labels).clone()
             })
         });
-        registry.register(
-            "fibcache_requests",
-            "HTTP requests answered, by route and status code",
-            requests.clone(),
-        );
-        let hits = Family::<TierLabel, Counter>::default();
-        registry.register(
-            "fibcache_cache_hits",
-            "Requests answered from the cache, by the tier that answered",
-            hits.clone(),
-        );
-        let cache_misses = Counter::default();
-        registry.register(
-            "fibcache_cache_misses",
-            "Requests the cache had no usable value for",
-            cache_misses.clone(),
-        );
-        let cache_errors = Counter::default();
-        registry.register(
-            "fibcache_cache_errors",
-            "Cache operations that failed or timed out, and cached values that did not parse",
-            cache_errors.clone(),
-        );
-        let computations_started = Counter::default();
-        registry.register(
-            "fibcache_computations_started",
-            "Fibonacci computations that began",
-            computations_started.clone(),
-        );
         let finished_family = Family::<OutcomeLabel, Counter>::default();
         let finished = ["ok", "cancelled", "timeout"].map(|outcome| {
             finished_family
                 .get_or_create(&OutcomeLabel { outcome })
                 .clone()
         });
-        registry.register(
-            "fibcache_computations_finished",
-            "Fibonacci computations that ended, by outcome",
-            finished_family,
-        );
-        let computations_running = Gauge::default();
-        registry.register(
-            "fibcache_computations_running",
-            "Fibonacci computations running now",
-            computations_running.clone(),
-        );
-        let overloaded = Counter::default();
-        registry.register(
-            "fibcache_overloaded",
-            "Cold requests refused with 503 because every computation slot was busy",
-            overloaded.clone(),
-        );
-        let connections_open = Gauge::default();
-        registry.register(
-            "fibcache_connections_open",
-            "Client connections open now",
-            connections_open.clone(),
-        );
-        let connections_refused = Counter::default();
-        registry.register(
-            "fibcache_connections_refused",
-            "Connections answered 503 and closed because --max-connections were open",
-            connections_refused.clone(),
-        );
         let durations = Family::<RouteLabel, LatencyHistogram>::default();
         let by_route_duration = RouteName::ALL.map(|route| {
             durations
@@ -259,17 +230,6 @@ impl Metrics {
                 })
                 .clone()
         });
-        registry.register(
-            "fibcache_request_duration_seconds",
-            "Time from request head to response, in seconds, by route",
-            durations,
-        );
-        let up = Family::<TierLabel, Gauge>::default();
-        registry.register(
-            "fibcache_cache_up",
-            "1 while a cache tier answers, 0 while the server skips it because it stopped answering",
-            up.clone(),
-        );
         let claimed = Family::<OutcomeLabel, Counter>::default();
         let claims = Claimed::ALL.map(|how| {
             claimed
@@ -278,11 +238,6 @@ impl Metrics {
                 })
                 .clone()
         });
-        registry.register(
-            "fibcache_claims",
-            "Claims on cold keys for coalescing across instances, by outcome",
-            claimed,
-        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -290,29 +245,115 @@ impl Metrics {
                 features: crate::features().join(","),
             })
             .set(1);
+        let mut metrics = Metrics {
+            registry: Registry::default(),
+            requests,
+            by_route_status,
+            hits: Family::default(),
+            cache_misses: Counter::default(),
+            cache_errors: Counter::default(),
+            computations_started: Counter::default(),
+            finished_family,
+            finished,
+            computations_running: Gauge::default(),
+            overloaded: Counter::default(),
+            connections_open: Gauge::default(),
+            connections_refused: Counter::default(),
+            up: Family::default(),
+            claimed,
+            claims,
+            durations,
+            by_route_duration,
+            build,
+        };
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        Metrics::register_process(&mut registry);
+        metrics.registry = registry;
+        metrics
+    }
+
+    /// Adds every `fibcache_*` series to `registry` (an embedder's own), sharing the counters
+    /// this app counts into: its exposition then shows them as `GET /metrics` does. The
+    /// process metrics are not added (see [`Metrics::register_process`]). Register one app's
+    /// metrics into a registry once: two apps in one registry would repeat the series names.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "fibcache_requests",
+            "HTTP requests answered, by route and status code",
+            self.requests.clone(),
+        );
+        registry.register(
+            "fibcache_cache_hits",
+            "Requests answered from the cache, by the tier that answered",
+            self.hits.clone(),
+        );
+        registry.register(
+            "fibcache_cache_misses",
+            "Requests the cache had no usable value for",
+            self.cache_misses.clone(),
+        );
+        registry.register(
+            "fibcache_cache_errors",
+            "Cache operations that failed or timed out, and cached values that did not parse",
+            self.cache_errors.clone(),
+        );
+        registry.register(
+            "fibcache_computations_started",
+            "Fibonacci computations that began",
+            self.computations_started.clone(),
+        );
+        registry.register(
+            "fibcache_computations_finished",
+            "Fibonacci computations that ended, by outcome",
+            self.finished_family.clone(),
+        );
+        registry.register(
+            "fibcache_computations_running",
+            "Fibonacci computations running now",
+            self.computations_running.clone(),
+        );
+        registry.register(
+            "fibcache_overloaded",
+            "Cold requests refused with 503 because every computation slot was busy",
+            self.overloaded.clone(),
+        );
+        registry.register(
+            "fibcache_connections_open",
+            "Client connections open now",
+            self.connections_open.clone(),
+        );
+        registry.register(
+            "fibcache_connections_refused",
+            "Connections answered 503 and closed because --max-connections were open",
+            self.connections_refused.clone(),
+        );
+        registry.register(
+            "fibcache_request_duration_seconds",
+            "Time from request head to response, in seconds, by route",
+            self.durations.clone(),
+        );
+        registry.register(
+            "fibcache_cache_up",
+            "1 while a cache tier answers, 0 while the server skips it because it stopped answering",
+            self.up.clone(),
+        );
+        registry.register(
+            "fibcache_claims",
+            "Claims on cold keys for coalescing across instances, by outcome",
+            self.claimed.clone(),
+        );
         registry.register(
             "fibcache_build_info",
             "Always 1: the fibcache-server version and the Cargo features of this build",
-            build,
+            self.build.clone(),
         );
+    }
+
+    /// Adds the standard `process_*` series (CPU, memory, file descriptors, start time, read
+    /// from `/proc` at each scrape) to `registry`.
+    pub fn register_process(registry: &mut Registry) {
         registry.register_collector(Box::new(process::ProcessCollector));
-        Metrics {
-            registry,
-            requests,
-            by_route_status,
-            hits,
-            cache_misses,
-            cache_errors,
-            computations_started,
-            finished,
-            computations_running,
-            overloaded,
-            connections_open,
-            connections_refused,
-            up,
-            claims,
-            by_route_duration,
-        }
     }
 
     /// Counts one answered request.

@@ -11,7 +11,7 @@ use tracing::level_filters::LevelFilter;
 use tracing::Level;
 
 use super::Extensible;
-use crate::{Config, Error};
+use crate::{Config, Error, ErrorKind};
 
 /// A borrowed UTF-8 string: a pointer and a length, valid for as long as the call (or the
 /// static) it comes from.
@@ -125,10 +125,10 @@ impl Status {
     /// The status and text that carry `err` to the host, where [`Status::into_error`] turns
     /// them back into the same kind of error.
     pub(crate) fn of_error(err: &Error) -> (Status, String) {
-        match err {
-            Error::Unavailable { .. } => (Status::UNAVAILABLE, chain(err)),
-            Error::Config { message, .. } => (Status::CONFIG, message.clone()),
-            other => (Status::FAILED, chain(other)),
+        match err.kind() {
+            ErrorKind::Unavailable => (Status::UNAVAILABLE, err.chain()),
+            ErrorKind::Config => (Status::CONFIG, err.message().unwrap_or_default().to_owned()),
+            _ => (Status::FAILED, err.chain()),
         }
     }
 
@@ -156,18 +156,6 @@ impl Status {
             Status(other) => format!("the plugin answered with unknown status {other}"),
         }
     }
-}
-
-/// `err` and its sources, joined with `": "`, as `anyhow`'s `{:#}` does.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A log level as it crosses the boundary: `tracing`'s levels numbered by verbosity, 0 for
@@ -248,8 +236,9 @@ pub(crate) struct FfiConfig {
     vars: *const FfiVar,
     /// How many variables `vars` points to.
     vars_len: usize,
-    /// [`Config::max_value_len`], 0 for no bound. Appended to ABI version 2: a host built
-    /// before it writes a struct that ends at `vars_len`, and a plugin reads that as 0.
+    /// [`Config::max_value_len`], 0 for "not said" (the plugin keeps the default bound).
+    /// Appended to ABI version 2: a host built before it writes a struct that ends at
+    /// `vars_len`, and a plugin reads that as 0.
     max_value_len: usize,
 }
 
@@ -365,11 +354,14 @@ mod tests {
         assert_eq!(back.explicit_vars().count(), 2);
         assert_eq!(back.max_value_len(), NonZeroUsize::new(19));
 
-        let unbounded = Config::default();
-        let view = ConfigView::new(&unbounded);
+        let defaults = Config::default();
+        let view = ConfigView::new(&defaults);
         // SAFETY: as above.
         let back = unsafe { read_extensible(view.as_ffi()).unwrap().to_config() };
-        assert_eq!(back.max_value_len(), None);
+        assert_eq!(
+            back.max_value_len(),
+            Some(crate::registry::DEFAULT_MAX_VALUE_LEN)
+        );
     }
 
     /// An `FfiConfig` as a host built before `max_value_len` was appended writes it.
@@ -383,7 +375,7 @@ mod tests {
     }
 
     #[test]
-    fn a_config_written_without_the_bound_reads_as_no_bound() {
+    fn a_config_written_without_the_bound_reads_as_the_default_bound() {
         let old = BeforeMaxValueLen {
             size: size_of::<BeforeMaxValueLen>(),
             capacity: 77,
@@ -400,7 +392,10 @@ mod tests {
                 .unwrap()
                 .to_config()
         };
-        assert_eq!(back.max_value_len(), None);
+        assert_eq!(
+            back.max_value_len(),
+            Some(crate::registry::DEFAULT_MAX_VALUE_LEN)
+        );
         assert_eq!(back.capacity().get(), 77);
         assert_eq!(back.op_timeout(), Duration::from_millis(1500));
     }
@@ -435,14 +430,10 @@ mod tests {
             let (status, text) = Status::of_error(&err);
             let back = status.into_error("x", text);
             assert_eq!(back.to_string(), err.to_string());
-            assert_eq!(
-                std::mem::discriminant(&back),
-                std::mem::discriminant(&err),
-                "{err:?} came back as {back:?}"
-            );
+            assert_eq!(back.kind(), err.kind(), "{err:?} came back as {back:?}");
         }
         let unknown = Status(77).into_error("x", "whatever".into());
-        assert!(matches!(unknown, Error::Backend { .. }), "{unknown:?}");
+        assert_eq!(unknown.kind(), ErrorKind::Backend, "{unknown:?}");
         assert!(format!("{:?}", unknown).contains("unknown status 77"));
     }
 }
