@@ -7,7 +7,9 @@
 //! one for `--header-timeout` (since it was opened, or since its last answer), is closed,
 //! whatever bytes it sent: a client that sends nothing, half a request head, or an HTTP/2
 //! preface and then no stream costs one connection slot for at most that long, on either
-//! protocol. The watchdog's timer is re-armed at most once per period, not per request.
+//! protocol. Bytes are not activity: a head trickled in one byte at a time, or an HTTP/2
+//! client's own PINGs, never re-arm it. The watchdog's timer is re-armed at most once per
+//! period, not per request.
 //!
 //! Closing is graceful: an idle HTTP/1 connection is closed, an HTTP/2 one is sent `GOAWAY`.
 //! A request that raced the watchdog still gets its answer; a connection with nothing in
