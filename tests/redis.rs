@@ -15,6 +15,8 @@ mod support;
 
 #[path = "redis/cluster.rs"]
 mod cluster;
+#[path = "redis/embedded.rs"]
+mod embedded;
 #[path = "redis/fleet.rs"]
 mod fleet;
 #[path = "redis/oversize.rs"]

@@ -8,7 +8,7 @@
 //! Because registration happens through `inventory`, a binary must *reference* this crate for
 //! the linker to keep it: a crate nothing names can be dropped together with its
 //! registrations, silently. [`registry`] is the way that cannot fail: it names every backend
-//! of this crate that is compiled in ([`memory::MEMORY`], [`redis::REDIS`]), so calling it
+//! of this crate that is compiled in (`memory::MEMORY`, `redis::REDIS`), so calling it
 //! keeps them linked.
 //!
 //! # Overview

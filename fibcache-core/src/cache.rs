@@ -31,9 +31,9 @@ use crate::Result;
 /// - `get` of a key that was never set, was evicted, or whose lifetime is over is `Ok(None)`;
 ///   an expired value is never returned.
 /// - `set` overwrites any previous value and restarts the lifetime.
-/// - `Err` means the store itself failed: [`Error::Unavailable`](crate::Error::Unavailable)
+/// - `Err` means the store itself failed: [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable)
 ///   when it could not be reached or did not answer (callers stop asking it for a moment),
-///   [`Error::Backend`](crate::Error::Backend) for any other failure. Callers treat a failure
+///   [`ErrorKind::Backend`](crate::ErrorKind::Backend) for any other failure. Callers treat a failure
 ///   like a miss, so an implementation should fail fast rather than wait long: it receives the
 ///   caller's per-operation limit as [`Config::op_timeout`](crate::Config::op_timeout).
 /// - Implementations must not hold a lock across an `.await`.
@@ -65,14 +65,14 @@ pub trait Cache: Send + Sync + 'static {
     /// or expired).
     ///
     /// # Errors
-    /// [`Unavailable`](crate::Error::Unavailable) or [`Backend`](crate::Error::Backend) when
+    /// [`Unavailable`](crate::ErrorKind::Unavailable) or [`Backend`](crate::ErrorKind::Backend) when
     /// the store cannot be asked.
     async fn get(&self, key: &str) -> Result<Option<String>>;
 
     /// Stores `value` under `key` for `ttl`.
     ///
     /// # Errors
-    /// [`Unavailable`](crate::Error::Unavailable) or [`Backend`](crate::Error::Backend) when
+    /// [`Unavailable`](crate::ErrorKind::Unavailable) or [`Backend`](crate::ErrorKind::Backend) when
     /// the store cannot be written.
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()>;
 

@@ -198,7 +198,12 @@ pub enum RegistryErrorKind {
 /// # Ok::<(), fibcache_core::RegistryError>(())
 /// ```
 #[derive(Debug)]
-pub struct RegistryError {
+pub struct RegistryError(Box<RegistryErrorInner>);
+
+/// What a [`RegistryError`] holds, boxed: errors travel in `Result`s on the happy path's
+/// stack.
+#[derive(Debug)]
+struct RegistryErrorInner {
     kind: RegistryErrorKind,
     /// The name asked for, or the contested one.
     name: String,
@@ -213,23 +218,23 @@ pub struct RegistryError {
 
 impl RegistryError {
     pub(crate) fn unknown(name: &str, available: Vec<String>) -> Self {
-        RegistryError {
+        RegistryError(Box::new(RegistryErrorInner {
             kind: RegistryErrorKind::Unknown,
             name: name.to_owned(),
             available,
             detail: Default::default(),
             cause: None,
-        }
+        }))
     }
 
     pub(crate) fn not_compiled_in(name: &str, feature: &str, available: Vec<String>) -> Self {
-        RegistryError {
+        RegistryError(Box::new(RegistryErrorInner {
             kind: RegistryErrorKind::NotCompiledIn,
             name: name.to_owned(),
             available,
             detail: (feature.to_owned(), String::new()),
             cause: None,
-        }
+        }))
     }
 
     pub(crate) fn duplicate(name: &str, first: String, second: String) -> Self {
@@ -238,63 +243,63 @@ impl RegistryError {
         } else {
             (second, first)
         };
-        RegistryError {
+        RegistryError(Box::new(RegistryErrorInner {
             kind: RegistryErrorKind::Duplicate,
             name: name.to_owned(),
             available: Vec::new(),
             detail: (first, second),
             cause: None,
-        }
+        }))
     }
 
     pub(crate) fn create(name: &str, cause: Error) -> Self {
-        RegistryError {
+        RegistryError(Box::new(RegistryErrorInner {
             kind: RegistryErrorKind::Create,
             name: name.to_owned(),
             available: Vec::new(),
             detail: Default::default(),
             cause: Some(cause),
-        }
+        }))
     }
 
     /// What kind of failure this is.
     pub fn kind(&self) -> RegistryErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// The backend name asked for (or, for a duplicate, the contested one).
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     /// The names that are registered, sorted, for an unknown or missing name; empty otherwise.
     pub fn available(&self) -> &[String] {
-        &self.available
+        &self.0.available
     }
 
     /// For a backend that is not compiled in: the Cargo feature that provides it, as
     /// `cargo build --features` takes it (`fibcache-backends/redis`).
     pub fn feature(&self) -> Option<&str> {
-        (self.kind == RegistryErrorKind::NotCompiledIn).then_some(self.detail.0.as_str())
+        (self.0.kind == RegistryErrorKind::NotCompiledIn).then_some(self.0.detail.0.as_str())
     }
 
     /// For a duplicate name: the origins of the two registrations, sorted.
     pub fn origins(&self) -> Option<(&str, &str)> {
-        (self.kind == RegistryErrorKind::Duplicate)
-            .then(|| (self.detail.0.as_str(), self.detail.1.as_str()))
+        (self.0.kind == RegistryErrorKind::Duplicate)
+            .then_some((self.0.detail.0.as_str(), self.0.detail.1.as_str()))
     }
 
     /// For a factory that failed: its error.
     pub fn cause(&self) -> Option<&Error> {
-        self.cause.as_ref()
+        self.0.cause.as_ref()
     }
 }
 
 impl fmt::Display for RegistryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = &self.name;
-        let available = self.available.join(", ");
-        match self.kind {
+        let name = &self.0.name;
+        let available = self.0.available.join(", ");
+        match self.0.kind {
             RegistryErrorKind::Unknown => write!(
                 f,
                 "unknown backend `{name}`; available: {available} (a backend registered in a \
@@ -305,15 +310,15 @@ impl fmt::Display for RegistryError {
                 f,
                 "backend `{name}` is not compiled in; rebuild with `--features {}` (available: \
                  {available})",
-                self.detail.0
+                self.0.detail.0
             ),
             RegistryErrorKind::Duplicate => write!(
                 f,
                 "backend `{name}` is registered twice: by {} and by {}",
-                self.detail.0, self.detail.1
+                self.0.detail.0, self.0.detail.1
             ),
             // The factory's error already names the backend; its sources follow with `{:#}`.
-            RegistryErrorKind::Create => match &self.cause {
+            RegistryErrorKind::Create => match &self.0.cause {
                 Some(cause) => fmt::Display::fmt(cause, f),
                 None => write!(f, "backend `{name}` could not be created"),
             },
@@ -325,7 +330,8 @@ impl std::error::Error for RegistryError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         // A creation error shows as its cause (see `Display`), so what follows it is the
         // cause's own source.
-        self.cause
+        self.0
+            .cause
             .as_ref()
             .and_then(|cause| std::error::Error::source(cause))
     }

@@ -22,6 +22,12 @@
 //! - `testing` (feature `testing`): the conformance suite every backend must pass, for a
 //!   backend's own tests.
 //!
+//! # Optional features
+//! - `plugin`: the C-ABI plugin boundary, both sides (`export_plugin!`, `load_plugins`; links
+//!   `libloading` and tokio).
+//! - `testing`: `testing::conformance`, the suite every backend must pass,
+//!   for a backend's own tests (links tokio).
+//!
 //! # Unsafe code
 //! The crate denies `unsafe` everywhere but in `plugin`, which holds every FFI type and every
 //! `unsafe` line of the workspace together with the invariants they rely on; every other

@@ -50,6 +50,30 @@ pub type Body = Full<Bytes>;
 /// Serve it with [`run`](crate::run), or nest it in another server as a
 /// [`tower_service::Service`]: with axum, `Router::new().nest_service("/api", app)`
 /// (`examples/embed_axum.rs` in the repository).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use fibcache_server::{App, Settings};
+///
+/// let settings = Settings::builder().max_n(30).build()?;
+/// let cache = fibcache_server::backends()?
+///     .create("nop", &settings.cache_config())
+///     .await?;
+/// let app = App::new(cache, "nop", settings);
+///
+/// // One request, as a tower service would receive it.
+/// let request = hyper::Request::get("/fib/20").body(())?;
+/// let response = app.handle(request).await;
+/// assert_eq!(response.status(), 200);
+/// assert_eq!(response.headers()["x-cache"], "miss");
+///
+/// // Beyond this app's `max_n`: a JSON 422, never a panic.
+/// let response = app.handle(hyper::Request::get("/fib/31").body(())?).await;
+/// assert_eq!(response.status(), 422);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct App {
     inner: Arc<Inner>,
@@ -430,5 +454,32 @@ impl Drop for CutShort<'_> {
             .inner
             .metrics
             .request(self.route, CUT_SHORT, elapsed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_dropped_unanswered_by_an_outer_layer_is_counted_as_cut_short() {
+        let app = App::new(
+            Arc::new(fibcache_core::nop::NopCache),
+            "nop",
+            Settings::default(),
+        );
+        let request = Request::get("/fib/35").body(()).unwrap();
+        let mut answer = Box::pin(app.handle(request));
+        // Polled once: the computation is under way, so there is no answer yet.
+        let first = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await;
+        assert!(first.is_pending());
+        drop(answer);
+        let text = app.metrics().encode();
+        assert!(
+            text.contains(r#"fibcache_requests_total{route="/fib",status="499"} 1"#),
+            "{text}"
+        );
     }
 }

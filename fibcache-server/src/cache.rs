@@ -5,7 +5,7 @@
 //!   abandoned and counted as failed. The backend receives the same limit as
 //!   [`Config::op_timeout`](fibcache_core::Config::op_timeout) for its own client.
 //! - **One fail-fast window.** After a call times out or the backend reports
-//!   [`Error::Unavailable`], the cache is skipped for [`SKIP_FOR`]: requests compute at once
+//!   [`ErrorKind::Unavailable`](fibcache_core::ErrorKind::Unavailable), the cache is skipped for [`SKIP_FOR`]: requests compute at once
 //!   instead of each waiting out the limit on a store that is down. The first call after the
 //!   window asks the store again. Any other failure (an error reply, a garbled value) says
 //!   nothing about the next key and skips nothing.

@@ -110,7 +110,7 @@ impl From<Shell> for clap_complete::Shell {
 
 /// The command line of the binary described by `about`.
 fn command(about: About) -> clap::Command {
-    // `fibcache 0.2.0 (memory, redis, dynamic)`: which build this is, at a glance. Leaked once:
+    // `fibcache 0.3.0 (memory, redis, dynamic)`: which build this is, at a glance. Leaked once:
     // clap wants a `'static` string and the process has one command line.
     let version: &'static str =
         Box::leak(format!("{} ({})", about.version(), crate::features_summary()).into_boxed_str());

@@ -228,11 +228,22 @@ impl Server {
     /// Sends a signal to this server (by PID) and waits at most `limit` for it to exit; once it
     /// has, [`Server::log`] holds everything it wrote.
     pub fn signal_and_wait(&mut self, signal: &str, limit: Duration) -> Option<ExitStatus> {
+        self.signal(signal);
+        self.wait(limit)
+    }
+
+    /// Sends a signal to this server, by PID.
+    pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([format!("-{signal}"), self.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits at most `limit` for this server to exit; once it has, [`Server::log`] holds
+    /// everything it wrote.
+    pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -113,7 +113,7 @@ async fn a_bounded_read_of_a_huge_value_transfers_only_the_bound() {
 }
 
 /// The peak resident set of process `pid` (`VmHWM`), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
+pub(crate) fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_else(|e| panic!("reading /proc/{pid}/status (Linux only): {e}"));
     let line = status.lines().find(|l| l.starts_with("VmHWM:"));

@@ -85,7 +85,7 @@ impl RedisConfig {
     /// (a wrong password or a database the server does not have is found when connecting).
     ///
     /// # Errors
-    /// [`Error::Config`] for a `REDIS_URL` that is not a Redis URL, a `REDIS_ADDR` that is not
+    /// [`ErrorKind::Config`](fibcache_core::ErrorKind::Config) for a `REDIS_URL` that is not a Redis URL, a `REDIS_ADDR` that is not
     /// `host:port`, a `REDIS_DB` that is not a database index, a `REDIS_CLUSTER_NODES` that is
     /// not a list of Redis URLs with the same credentials, `REDIS_CLUSTER_NODES` together with
     /// any setting of one server, or an operation timeout of zero.

@@ -1,10 +1,10 @@
 //! How the `redis` client's errors become fibcache's: classified by their kind, never by their
 //! text, and scrubbed of the password.
 //!
-//! An operation's failure is [`Error::Unavailable`] when Redis could not be reached, did not
+//! An operation's failure is [`ErrorKind::Unavailable`](fibcache_core::ErrorKind::Unavailable) when Redis could not be reached, did not
 //! answer in time, or said it is not serving now, so that the server skips it for a moment;
-//! any other failure is [`Error::Backend`]. At start-up, the errors that only a change of
-//! settings can fix become the message of an [`Error::Config`].
+//! any other failure is [`ErrorKind::Backend`](fibcache_core::ErrorKind::Backend). At start-up, the errors that only a change of
+//! settings can fix become the message of an [`ErrorKind::Config`](fibcache_core::ErrorKind::Config).
 
 use std::fmt;
 
@@ -13,8 +13,8 @@ use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use super::RedisConfig;
 
-/// A failed operation as this crate's [`Error`]: [`Error::Unavailable`] when Redis could not be
-/// reached, did not answer in time, or said it is not serving now; [`Error::Backend`] for any
+/// A failed operation as this crate's [`Error`]: [`ErrorKind::Unavailable`](fibcache_core::ErrorKind::Unavailable) when Redis could not be
+/// reached, did not answer in time, or said it is not serving now; [`ErrorKind::Backend`](fibcache_core::ErrorKind::Backend) for any
 /// other failure. The message names the endpoint and is scrubbed of the password.
 pub(super) fn operation_error(config: &RedisConfig, err: &RedisError) -> Error {
     let cause = if err.is_timeout() {

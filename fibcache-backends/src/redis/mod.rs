@@ -16,16 +16,16 @@
 //!   cluster, each request with its retries and redirects) waits at most
 //!   [`Config::op_timeout`] (`--cache-timeout` / `FIB_CACHE_TIMEOUT`, default 250 ms). The
 //!   server bounds every cache call by that same limit and, after a timeout or an
-//!   [`Error::Unavailable`], skips the cache for a moment; the client's own timeouts are still
+//!   [`ErrorKind::Unavailable`](fibcache_core::ErrorKind::Unavailable), skips the cache for a moment; the client's own timeouts are still
 //!   needed, so that the work the server abandons ends too (it runs on a plugin's runtime when
 //!   the backend is loaded as one) and so that a [`RedisCache`] used on its own never hangs.
 //! - **Failures say what they are.** A client error is classified by its kind, never by its
 //!   text: I/O errors (refused, dropped, timed out), a cluster node that cannot be reached or a
 //!   redirect to it, and the replies that mean "not serving now" (`LOADING`, `TRYAGAIN`,
-//!   `CLUSTERDOWN`, `MASTERDOWN`) are [`Error::Unavailable`]; any other error reply (`WRONGTYPE`, a value that
-//!   is not UTF-8, ...) and a value longer than the bound (below) are [`Error::Backend`]. The
+//!   `CLUSTERDOWN`, `MASTERDOWN`) are [`ErrorKind::Unavailable`](fibcache_core::ErrorKind::Unavailable); any other error reply (`WRONGTYPE`, a value that
+//!   is not UTF-8, ...) and a value longer than the bound (below) are [`ErrorKind::Backend`](fibcache_core::ErrorKind::Backend). The
 //!   server treats both as a miss and computes. In a cluster, a key whose node is down fails
-//!   as [`Error::Unavailable`] while the keys of the other nodes keep working.
+//!   as [`ErrorKind::Unavailable`](fibcache_core::ErrorKind::Unavailable) while the keys of the other nodes keep working.
 //! - **A huge value is refused inside Redis.** With a bound on value sizes
 //!   ([`Config::max_value_len`]; the server sets 19 bytes, the longest valid value), a read
 //!   transfers at most that many bytes whatever is stored under the key (see "Keys and
@@ -34,7 +34,7 @@
 //!   `PING` (in a cluster, to each seed in turn until one answers, with a `CLUSTER SLOTS`). A
 //!   malformed setting, a wrong password, a server that wants a password and got none, a user
 //!   without permission, a database index the server does not have, a peer that is not a
-//!   Redis server, or a seed that is not a cluster node is an [`Error::Config`] from the
+//!   Redis server, or a seed that is not a cluster node is an [`ErrorKind::Config`](fibcache_core::ErrorKind::Config) from the
 //!   factory: the operator has to change a setting, and the server exits with a one-line
 //!   message. A Redis that is down or does not answer is a warning: the cache is created
 //!   anyway, and its connection connects once Redis answers, without a restart.
@@ -53,7 +53,7 @@
 //! Without a bound on value sizes, a read is a plain `GET`. With one, it is `GETRANGE key 0
 //! <bound>` and `EXISTS key` in one round trip (both on the key's node in a cluster): at most
 //! one byte more than the bound crosses the network, and a longer value is an
-//! [`Error::Backend`] saying it is longer than the bound, never its content (the two plain
+//! [`ErrorKind::Backend`](fibcache_core::ErrorKind::Backend) saying it is longer than the bound, never its content (the two plain
 //! commands cost Redis about 1.6 times a `GET`; a Lua script that measured the value exactly
 //! cost it about 3.5 times). A key of another type still fails with Redis's `WRONGTYPE` reply.
 //!
@@ -110,7 +110,24 @@ const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
 /// A Redis-backed [`Cache`], to one server or a Redis Cluster, cheap to clone (clones share
 /// one connection). It offers both optional capabilities, [`Expiry`] and [`Claims`].
 ///
-/// Create it through the registry (`FIB_CACHE=redis`) or with [`RedisCache::connect`].
+/// Create it through the registry (`FIB_CACHE=redis`) or with [`RedisCache::connect`]:
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> fibcache_core::Result<()> {
+/// use std::time::Duration;
+/// use fibcache_backends::redis::{RedisCache, RedisConfig};
+/// use fibcache_core::{Cache, Config};
+///
+/// // Settings as the registry reads them: explicit ones first, then the environment.
+/// let config = Config::default().with_var("REDIS_URL", "redis://127.0.0.1:6379/0");
+/// let cache = RedisCache::connect(RedisConfig::from_config(&config)?).await?;
+/// cache.set("fib:10", "55", Duration::from_secs(15)).await?;
+/// assert_eq!(cache.get("fib:10").await?.as_deref(), Some("55"));
+/// // It offers both capabilities.
+/// assert!(cache.expiry().is_some() && cache.claims().is_some());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct RedisCache {
     inner: Arc<Inner>,
@@ -135,15 +152,15 @@ impl RedisCache {
     /// one answers.
     ///
     /// A Redis that cannot be reached is not an error: the cache is returned with a warning,
-    /// its operations fail with [`Error::Unavailable`] until Redis answers, and then it uses
+    /// its operations fail with [`ErrorKind::Unavailable`](fibcache_core::ErrorKind::Unavailable) until Redis answers, and then it uses
     /// Redis without being re-created. Must be called within a tokio runtime, which the
     /// connection uses.
     ///
     /// # Errors
-    /// [`Error::Config`] when Redis answers but refuses the settings: wrong password or user,
+    /// [`ErrorKind::Config`](fibcache_core::ErrorKind::Config) when Redis answers but refuses the settings: wrong password or user,
     /// a password required but not given, a user not allowed to run the commands, a database
     /// index it does not have, a peer that does not speak the Redis protocol, or (cluster mode)
-    /// a seed that is not a cluster node. [`Error::Backend`] when called outside a tokio
+    /// a seed that is not a cluster node. [`ErrorKind::Backend`](fibcache_core::ErrorKind::Backend) when called outside a tokio
     /// runtime.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         if tokio::runtime::Handle::try_current().is_err() {
@@ -277,17 +294,15 @@ impl Inner {
             }
             Err(err) => {
                 let error = operation_error(&self.config, &err);
-                if error.is_unavailable() {
-                    if self.healthy.swap(false, Ordering::Relaxed) {
-                        let cause = std::error::Error::source(&error)
-                            .map_or_else(|| error.to_string(), ToString::to_string);
-                        tracing::warn!(
-                            backend = "redis",
-                            endpoint = self.config.endpoint(),
-                            cause = %cause,
-                            "lost redis; requests compute until it answers again"
-                        );
-                    }
+                if error.is_unavailable() && self.healthy.swap(false, Ordering::Relaxed) {
+                    let cause = std::error::Error::source(&error)
+                        .map_or_else(|| error.to_string(), ToString::to_string);
+                    tracing::warn!(
+                        backend = "redis",
+                        endpoint = self.config.endpoint(),
+                        cause = %cause,
+                        "lost redis; requests compute until it answers again"
+                    );
                 }
                 Err(error)
             }
@@ -299,7 +314,7 @@ impl Inner {
 /// the key was there at all.
 ///
 /// # Errors
-/// [`Error::Backend`] for a value longer than `max` (which was not read further) or one that
+/// [`ErrorKind::Backend`](fibcache_core::ErrorKind::Backend) for a value longer than `max` (which was not read further) or one that
 /// is not UTF-8.
 fn bounded(
     config: &RedisConfig,

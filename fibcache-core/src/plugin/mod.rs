@@ -37,9 +37,9 @@
 //!    instances with `create`, passing the [`Config`](crate::Config) as a C struct.
 //! 4. `get` and `set` run an operation on an instance; `release` frees one. Each answers
 //!    through a completion callback with a status: OK, ABSENT (a `get` with no value), FAILED
-//!    ([`Error::Backend`](crate::Error::Backend)), UNAVAILABLE
-//!    ([`Error::Unavailable`](crate::Error::Unavailable)), CONFIG
-//!    ([`Error::Config`](crate::Error::Config)) or PANICKED; any other status is a failure.
+//!    ([`ErrorKind::Backend`](crate::ErrorKind::Backend)), UNAVAILABLE
+//!    ([`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable)), CONFIG
+//!    ([`ErrorKind::Config`](crate::ErrorKind::Config)) or PANICKED; any other status is a failure.
 //!
 //! # How the ABI grows
 //! The function table, the host table and the config struct each begin with `size`, the

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fibcache_core::{fib, Config};
 
-use crate::{Settings, SettingsError};
+use crate::{Settings, SettingsBuilder, SettingsError};
 
 /// The flags (and environment variables) of [`Settings`] and of the backends' [`Config`], with
 /// the `fibcache` command line's names, defaults and help: `--cache`, `--cache-ttl`,
@@ -88,8 +88,14 @@ impl SettingsArgs {
     /// The [`Settings`] these flags describe.
     ///
     /// # Errors
-    /// Those of [`SettingsBuilder::build`](crate::SettingsBuilder::build).
+    /// Those of [`SettingsBuilder::build`].
     pub fn settings(&self) -> Result<Settings, SettingsError> {
+        self.builder().build()
+    }
+
+    /// A [`SettingsBuilder`] with these flags set, for the settings that have none (such as
+    /// [`SettingsBuilder::mount_prefix`]).
+    pub fn builder(&self) -> SettingsBuilder {
         let max_computes = self
             .max_computes
             .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
@@ -102,7 +108,6 @@ impl SettingsArgs {
             .compute_timeout(self.compute_timeout)
             .queue_wait(self.queue_wait)
             .cluster_coalescing(self.cluster_coalescing == Switch::On)
-            .build()
     }
 
     /// The [`Config`] to create the backends from: [`Settings::cache_config`] (the cache

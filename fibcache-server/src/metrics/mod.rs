@@ -13,6 +13,10 @@
 mod histogram;
 mod process;
 
+/// The Prometheus client this crate counts with, so that an embedder registers
+/// [`Metrics`] into a [`Registry`] of the very same version.
+pub use prometheus_client;
+
 use std::fmt::Write as _;
 use std::time::Duration;
 

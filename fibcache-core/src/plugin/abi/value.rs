@@ -112,14 +112,14 @@ impl Status {
     pub(crate) const OK: Status = Status(0);
     /// A `get` found no value (`Ok(None)`).
     pub(crate) const ABSENT: Status = Status(1);
-    /// The backend failed; the text says why (becomes [`Error::Backend`]).
+    /// The backend failed; the text says why (becomes [`ErrorKind::Backend`](crate::ErrorKind::Backend)).
     pub(crate) const FAILED: Status = Status(3);
-    /// The configuration is wrong; the text says what to change (becomes [`Error::Config`]).
+    /// The configuration is wrong; the text says what to change (becomes [`ErrorKind::Config`](crate::ErrorKind::Config)).
     pub(crate) const CONFIG: Status = Status(4);
     /// The plugin panicked; the text is the panic message, followed by where it happened when
     /// the plugin knows it.
     pub(crate) const PANICKED: Status = Status(5);
-    /// The store could not be reached; the text says why (becomes [`Error::Unavailable`]).
+    /// The store could not be reached; the text says why (becomes [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable)).
     pub(crate) const UNAVAILABLE: Status = Status(6);
 
     /// The status and text that carry `err` to the host, where [`Status::into_error`] turns
