@@ -29,8 +29,8 @@
 //! --benches`), it only says how to run it.
 
 mod common;
-#[path = "../tests/support/mod.rs"]
-mod support;
+
+use fibcache_test_support as support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -59,7 +59,7 @@ struct Args {
     max_connections: NonZeroUsize,
 
     /// How long in-flight requests may finish after SIGINT/SIGTERM, once the listener is
-    /// closed.
+    /// closed; a second SIGINT/SIGTERM exits at once (status 1).
     #[arg(long, env = "FIB_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
     shutdown_grace: Duration,
 
@@ -297,6 +297,7 @@ async fn serve(args: Args, about: About, backends: &[&'static Descriptor]) -> an
         shutdown_grace: args.shutdown_grace,
         shutdown_delay: args.shutdown_delay,
     };
+    let signals = ShutdownSignals::listen();
     if tracing::enabled!(tracing::Level::INFO) {
         tracing::info!(
             addr = %local,
@@ -310,7 +311,7 @@ async fn serve(args: Args, about: About, backends: &[&'static Descriptor]) -> an
         // the log level hides info lines.
         eprintln!("{}: listening addr={local} backend={name}", about.name());
     }
-    run(listener, app, limits, shutdown_signal()).await;
+    run_until_signalled(signals, listener, app, limits).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -347,27 +348,88 @@ fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| startup(format!("--host {host:?} resolves to no address")))
 }
 
-/// Completes on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// The process's SIGINT and SIGTERM, listened for from the moment it is created (before the
+/// server says it listens, so that a signal sent right after is never the default "die at
+/// once").
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(err) => {
-                tracing::warn!(cause = %err, "cannot listen for SIGTERM; only SIGINT stops");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(signal) => Some(signal),
+                Err(err) => {
+                    tracing::warn!(cause = %err, signal = name, "cannot listen for this signal");
+                    None
+                }
+            };
+            ShutdownSignals {
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutdown requested"),
-            _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+        }
+        #[cfg(not(unix))]
+        ShutdownSignals {}
+    }
+
+    /// The name of the next SIGINT or SIGTERM, once it arrives.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = recv(&mut self.interrupt) => "SIGINT",
+                () = recv(&mut self.terminate) => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            "ctrl-c"
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!(signal = "ctrl-c", "shutdown requested");
+}
+
+/// [`run`] until the first SIGINT or SIGTERM, then its drain; a second signal during the drain
+/// stops waiting: an error, so that the process exits at once with status 1 and says why.
+async fn run_until_signalled(
+    mut signals: ShutdownSignals,
+    listener: tokio::net::TcpListener,
+    app: App,
+    limits: ConnLimits,
+) -> anyhow::Result<()> {
+    let (first, first_seen) = tokio::sync::oneshot::channel::<()>();
+    let server = run(listener, app, limits, async {
+        let _ = first_seen.await;
+    });
+    tokio::pin!(server);
+    tokio::select! {
+        () = &mut server => return Ok(()),
+        signal = signals.next() => {
+            tracing::info!(signal, "shutdown requested; a second signal exits at once");
+            let _ = first.send(());
+        }
+    }
+    tokio::select! {
+        () = server => Ok(()),
+        signal = signals.next() => Err(anyhow::anyhow!(
+            "{signal} during shutdown: exiting at once, without waiting for requests in progress"
+        )),
     }
 }

@@ -94,7 +94,7 @@ mod tiers;
 
 pub use app::App;
 pub use engine::{Answer, Engine};
-pub use server::{run, ConnLimits};
+pub use server::{run, serve, ConnLimits};
 pub use settings::{Settings, SettingsBuilder, SettingsError};
 pub use tiers::{TierSpec, TierSpecError, UNKNOWN_LIFETIME};
 
