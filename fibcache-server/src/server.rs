@@ -320,6 +320,13 @@ async fn accept<H, F, B, E>(
             "tasks still running after the server stopped"
         );
     }
+    // Every flight was cancelled above; a computation notices within milliseconds.
+    if tokio::time::timeout(DELIVER_LAST_ANSWERS, app.engine().stopped())
+        .await
+        .is_err()
+    {
+        tracing::warn!("computations still running after the server stopped");
+    }
 }
 
 /// How long, after the grace period, the 503s of cancelled computations have to be sent.
