@@ -108,10 +108,8 @@ impl App {
     /// a read tries them in order and copies a hit to the nearer ones, a write goes to all.
     /// Each is named by its registered backend; `/healthz` shows the names joined by `+`.
     ///
-    /// Must be called inside a tokio runtime (computations are spawned on it).
-    ///
-    /// # Panics
-    /// When `tiers` is empty.
+    /// Must be called inside a tokio runtime (computations are spawned on it). An empty list
+    /// is the `nop` backend: the app computes every answer and caches nothing.
     pub fn tiered(tiers: Vec<(String, Arc<dyn Cache>)>, settings: Settings) -> Self {
         App::with_workload(tiers, settings, Arc::new(Fib::default()))
     }
@@ -122,7 +120,12 @@ impl App {
         settings: Settings,
         workload: Arc<dyn Workload>,
     ) -> Self {
-        assert!(!tiers.is_empty(), "an app needs at least one cache tier");
+        let tiers = if tiers.is_empty() {
+            let nop: Arc<dyn Cache> = Arc::new(fibcache_core::nop::NopCache);
+            vec![("nop".to_owned(), nop)]
+        } else {
+            tiers
+        };
         let metrics = Arc::new(Metrics::new());
         let backend = tiers
             .iter()

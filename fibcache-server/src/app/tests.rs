@@ -77,3 +77,12 @@ async fn a_request_dropped_unanswered_by_an_outer_layer_is_counted_as_cut_short(
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_app_of_no_tiers_is_the_nop_backend() {
+    let app = App::tiered(Vec::new(), Settings::default());
+    assert_eq!(app.backend(), "nop");
+    let answer = app.handle(Request::get("/fib/10").body(()).unwrap()).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["x-cache"], "miss");
+}
