@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
-use fibcache_core::plugin::{load_plugins, LoadError};
+use fibcache_core::plugin::{load_plugins, LoadErrorKind};
 use fibcache_core::{Config, ErrorKind, Origin, Registry};
 use support::{get, json, Spawn};
 
@@ -244,7 +244,7 @@ fn loading_a_library_twice_is_refused_as_a_name_clash() {
     let mut registry = registry_with(&["memcache_plugin"]);
     let path = plugin("memcache_plugin");
     let err = load_plugins(std::slice::from_ref(&path), &mut registry).unwrap_err();
-    assert!(matches!(err, LoadError::NameTaken { .. }), "{err:?}");
+    assert_eq!(err.kind(), LoadErrorKind::NameTaken, "{err:?}");
     let shown = path.display();
     assert_eq!(
         err.to_string(),
@@ -287,18 +287,7 @@ fn bad_libraries_are_refused_in_process_with_the_reason() {
 fn a_plugin_of_abi_1_is_refused_naming_both_sides_versions() {
     let path = plugin("fixture_abi_v1");
     let err = load_plugins(&[path], &mut Registry::new().unwrap()).unwrap_err();
-    let LoadError::Incompatible {
-        plugin_abi,
-        host_abi,
-        plugin_core,
-        host_core,
-        ..
-    } = &err
-    else {
-        panic!("expected Incompatible, got {err:?}");
-    };
-    assert_eq!((*plugin_abi, plugin_core.as_str()), (1, "0.1.0"));
-    assert_eq!((*host_abi, host_core.as_str()), (2, fibcache_core::VERSION));
+    assert_eq!(err.kind(), LoadErrorKind::Incompatible, "{err:?}");
     let text = err.to_string();
     assert!(
         text.contains("built for plugin ABI 1 (fibcache-core 0.1.0)"),
@@ -341,7 +330,7 @@ async fn a_plugin_of_this_abi_built_against_another_core_loads_and_logs_its_core
 fn a_plugin_built_with_panic_abort_is_refused() {
     let path = plugin("fixture_panic_abort");
     let err = load_plugins(&[path], &mut Registry::new().unwrap()).unwrap_err();
-    assert!(matches!(err, LoadError::PanicAbort { .. }), "{err:?}");
+    assert_eq!(err.kind(), LoadErrorKind::PanicAbort, "{err:?}");
 }
 
 /// One library that must be refused, and a piece of the message that says why.

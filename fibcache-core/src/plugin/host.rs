@@ -14,7 +14,7 @@
 //!   allocated or copied for it: at most [`MAX_BACKENDS`] backends, names of at most
 //!   [`MAX_NAME_LEN`] bytes, summaries of at most [`MAX_SUMMARY_LEN`], crate names and
 //!   versions of at most [`MAX_VERSION_LEN`]. A library past one is refused
-//!   ([`LoadError::Malformed`]).
+//!   ([`Refusal::Malformed`]).
 //! - A refused library adds nothing to the registry: every name is checked before any is added.
 //! - Libraries are never unloaded: a plugin's runtime threads, tasks and thread-local
 //!   destructors may run at any time until the process exits, so the handles are leaked on
@@ -34,6 +34,7 @@ use super::abi::{
     read_extensible, BackendInfo, Extensible, Handshake, HandshakeHead, HostApi, PluginApi, RStr,
     Status, ABI_VERSION, HANDSHAKE_SYMBOL, MAGIC,
 };
+use super::load_error::{LoadError, Refusal};
 use super::log;
 use super::proxy::{self, Expect};
 use crate::{Backend, Origin, Registry};
@@ -47,106 +48,6 @@ pub const MAX_SUMMARY_LEN: usize = 1024;
 /// The longest crate name or version a handshake may carry, in bytes.
 pub const MAX_VERSION_LEN: usize = 128;
 
-/// Why a plugin library was refused. Each message names the library and the fix.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LoadError {
-    /// Nothing exists at the path.
-    #[error("plugin `{path}` does not exist; pass the path of a built plugin library (for example target/release/examples/libmemcache_plugin.so)")]
-    NotFound {
-        /// The path as given.
-        path: String,
-    },
-
-    /// The platform's loader refused the file.
-    #[error("plugin `{path}` is not a loadable shared library ({reason}); build the plugin as a `cdylib` for this platform")]
-    NotALibrary {
-        /// The path as given.
-        path: String,
-        /// What the loader said.
-        reason: String,
-    },
-
-    /// A shared library without a fibcache handshake.
-    #[error("`{path}` is a shared library but not a fibcache plugin (no valid `{symbol}`); a plugin crate ends with `fibcache_core::export_plugin!();`", symbol = HANDSHAKE_SYMBOL)]
-    NotAPlugin {
-        /// The path as given.
-        path: String,
-    },
-
-    /// A plugin built for another plugin ABI. The `fibcache-core` versions are there to name
-    /// the fix: the ABI version alone decides, so a plugin built against another
-    /// `fibcache-core` of the same ABI loads.
-    #[error("plugin `{path}` was built for plugin ABI {plugin_abi} (fibcache-core {plugin_core}) but this fibcache speaks ABI {host_abi} (fibcache-core {host_core}); rebuild the plugin against fibcache-core {host_core}")]
-    Incompatible {
-        /// The path as given.
-        path: String,
-        /// The plugin's ABI version.
-        plugin_abi: u32,
-        /// The plugin's `fibcache-core` version.
-        plugin_core: String,
-        /// This binary's ABI version.
-        host_abi: u32,
-        /// This binary's `fibcache-core` version.
-        host_core: String,
-    },
-
-    /// A plugin built with `panic = "abort"`, whose panics could not be caught.
-    #[error("plugin `{path}` was built with panic=abort, so a panic in it would abort the server; rebuild it with panic=unwind (the default)")]
-    PanicAbort {
-        /// The path as given.
-        path: String,
-    },
-
-    /// A plugin whose function table is smaller than this ABI version's mandatory part.
-    #[error("plugin `{path}` has a function table of {size} bytes, fewer than the {required} of plugin ABI {abi}; rebuild it with `export_plugin!` against fibcache-core {core}", abi = ABI_VERSION, core = crate::VERSION)]
-    TableTooSmall {
-        /// The path as given.
-        path: String,
-        /// The size the plugin gave its table.
-        size: usize,
-        /// The least size this host reads.
-        required: usize,
-    },
-
-    /// The library writes a count or a length past the bounds of the host (see
-    /// [`MAX_BACKENDS`] and the other bounds).
-    #[error("plugin `{path}` is malformed: {reason}; fix the plugin and rebuild it")]
-    Malformed {
-        /// The path as given.
-        path: String,
-        /// What is out of bounds.
-        reason: String,
-    },
-
-    /// The plugin's `init` failed.
-    #[error("plugin `{path}` failed to start: {message}; fix the plugin and rebuild it")]
-    Init {
-        /// The path as given.
-        path: String,
-        /// What went wrong.
-        message: String,
-    },
-
-    /// The plugin exports no backend.
-    #[error("plugin `{path}` exports no backends; call `register_backend!` in the crate that calls `export_plugin!()`")]
-    NoBackends {
-        /// The path as given.
-        path: String,
-    },
-
-    /// A backend name the registry already has.
-    #[error("plugin `{path}` registers backend `{name}`, which is already taken by {taken_by}; rename the plugin's backend or drop one of the two")]
-    NameTaken {
-        /// The path as given.
-        path: String,
-        /// The contested name.
-        name: String,
-        /// The origin of the backend that has the name.
-        taken_by: String,
-    },
-}
-
 /// Loads each library and adds its backends to `registry` (marked [`Origin::Plugin`] with the
 /// path as given).
 ///
@@ -158,24 +59,24 @@ pub enum LoadError {
 /// in `registry`, and no backend of the refused library is added.
 pub fn load_plugins(paths: &[PathBuf], registry: &mut Registry) -> Result<(), LoadError> {
     for path in paths {
-        load(path, registry)?;
+        load(path, registry).map_err(LoadError::from)?;
     }
     Ok(())
 }
 
-fn load(path: &Path, registry: &mut Registry) -> Result<(), LoadError> {
+fn load(path: &Path, registry: &mut Registry) -> Result<(), Refusal> {
     let shown = path.display().to_string();
     if !path.exists() {
-        return Err(LoadError::NotFound { path: shown });
+        return Err(Refusal::NotFound { path: shown });
     }
-    let library = open(path).map_err(|err| LoadError::NotALibrary {
+    let library = open(path).map_err(|err| Refusal::NotALibrary {
         path: shown.clone(),
         reason: std::error::Error::source(&err)
             .map_or_else(|| err.to_string(), ToString::to_string),
     })?;
     // Never unloaded: see the module documentation.
     let library: &'static Library = Box::leak(Box::new(library));
-    let not_a_plugin = || LoadError::NotAPlugin {
+    let not_a_plugin = || Refusal::NotAPlugin {
         path: shown.clone(),
     };
     // SAFETY: looking a symbol up runs no code; it is only used as an address below.
@@ -200,7 +101,7 @@ fn load(path: &Path, registry: &mut Registry) -> Result<(), LoadError> {
         } else {
             continue;
         };
-        return Err(LoadError::NameTaken {
+        return Err(Refusal::NameTaken {
             path: shown,
             name: name.clone(),
             taken_by,
@@ -222,7 +123,7 @@ fn load(path: &Path, registry: &mut Registry) -> Result<(), LoadError> {
         let factory = proxy::factory(plugin.api, index, name);
         registry
             .add(Backend::new(name, summary, origin, factory))
-            .map_err(|err| LoadError::NameTaken {
+            .map_err(|err| Refusal::NameTaken {
                 path: shown.clone(),
                 name: err.name().to_owned(),
                 taken_by: err
@@ -278,8 +179,8 @@ struct Checked {
 /// `address` must be the address of a symbol named [`HANDSHAKE_SYMBOL`] that stays mapped for
 /// the rest of the process and is at least as large as [`MAGIC`] (the one thing that cannot
 /// be checked of a foreign library).
-unsafe fn check_handshake(address: *const c_void, shown: &str) -> Result<Checked, LoadError> {
-    let not_a_plugin = || LoadError::NotAPlugin {
+unsafe fn check_handshake(address: *const c_void, shown: &str) -> Result<Checked, Refusal> {
+    let not_a_plugin = || Refusal::NotAPlugin {
         path: shown.to_owned(),
     };
     let head = address.cast::<HandshakeHead>();
@@ -291,7 +192,7 @@ unsafe fn check_handshake(address: *const c_void, shown: &str) -> Result<Checked
     if magic != MAGIC {
         return Err(not_a_plugin());
     }
-    let malformed = |reason: String| LoadError::Malformed {
+    let malformed = |reason: String| Refusal::Malformed {
         path: shown.to_owned(),
         reason,
     };
@@ -302,7 +203,7 @@ unsafe fn check_handshake(address: *const c_void, shown: &str) -> Result<Checked
     let core = unsafe { bounded(core, MAX_VERSION_LEN) }
         .map_err(|len| malformed(format!("its fibcache-core version is {len} bytes long")))?;
     if abi != ABI_VERSION {
-        return Err(LoadError::Incompatible {
+        return Err(Refusal::Incompatible {
             path: shown.to_owned(),
             plugin_abi: abi,
             plugin_core: core,
@@ -313,7 +214,7 @@ unsafe fn check_handshake(address: *const c_void, shown: &str) -> Result<Checked
     // SAFETY: same ABI version, so the whole handshake has this layout; it is static.
     let handshake: &'static Handshake = unsafe { &*head.cast() };
     if handshake.panic_unwind != 1 {
-        return Err(LoadError::PanicAbort {
+        return Err(Refusal::PanicAbort {
             path: shown.to_owned(),
         });
     }
@@ -321,12 +222,11 @@ unsafe fn check_handshake(address: *const c_void, shown: &str) -> Result<Checked
         return Err(not_a_plugin());
     }
     // SAFETY: the table is a static of the library, as large as its `size` says.
-    let api =
-        unsafe { read_extensible(handshake.api) }.map_err(|size| LoadError::TableTooSmall {
-            path: shown.to_owned(),
-            size,
-            required: PluginApi::MANDATORY,
-        })?;
+    let api = unsafe { read_extensible(handshake.api) }.map_err(|size| Refusal::TableTooSmall {
+        path: shown.to_owned(),
+        size,
+        required: PluginApi::MANDATORY,
+    })?;
     // SAFETY: the strings are statics of the library.
     let (krate, version) = unsafe {
         (
@@ -356,7 +256,7 @@ unsafe fn bounded(text: RStr<'_>, max: usize) -> Result<String, usize> {
 }
 
 /// Calls the plugin's `init` with the host's log sink.
-fn init(api: &'static PluginApi, shown: &str) -> Result<(), LoadError> {
+fn init(api: &'static PluginApi, shown: &str) -> Result<(), Refusal> {
     let (log_ctx, log) = log::host_sink(shown);
     let host = HostApi {
         size: size_of::<HostApi>(),
@@ -368,7 +268,7 @@ fn init(api: &'static PluginApi, shown: &str) -> Result<(), LoadError> {
     // SAFETY: `host` outlives the call, its log context lives forever, and `ctx` is a fresh
     // completion for `on_done`.
     unsafe { (api.init)(&host, ctx, proxy::on_done) };
-    let failed = |message: String| LoadError::Init {
+    let failed = |message: String| Refusal::Init {
         path: shown.to_owned(),
         message,
     };
@@ -380,15 +280,15 @@ fn init(api: &'static PluginApi, shown: &str) -> Result<(), LoadError> {
 }
 
 /// The names and summaries of the backends the plugin exports, in its order.
-fn list(api: &'static PluginApi, shown: &str) -> Result<Vec<(String, String)>, LoadError> {
-    let malformed = |reason: String| LoadError::Malformed {
+fn list(api: &'static PluginApi, shown: &str) -> Result<Vec<(String, String)>, Refusal> {
+    let malformed = |reason: String| Refusal::Malformed {
         path: shown.to_owned(),
         reason,
     };
     // SAFETY: `init` succeeded; these take no pointers but `out`, which is valid.
     let count = unsafe { (api.backend_count)() };
     if count == 0 {
-        return Err(LoadError::NoBackends {
+        return Err(Refusal::NoBackends {
             path: shown.to_owned(),
         });
     }
@@ -406,7 +306,7 @@ fn list(api: &'static PluginApi, shown: &str) -> Result<Vec<(String, String)>, L
         // SAFETY: `info` is a valid place for the plugin to write.
         let status = unsafe { (api.backend_info)(index, &mut info) };
         if status != Status::OK {
-            return Err(LoadError::Init {
+            return Err(Refusal::Init {
                 path: shown.to_owned(),
                 message: format!("it cannot describe its backend #{index}"),
             });
@@ -431,7 +331,7 @@ fn list(api: &'static PluginApi, shown: &str) -> Result<Vec<(String, String)>, L
             ))
         })?;
         if name.is_empty() {
-            return Err(LoadError::Init {
+            return Err(Refusal::Init {
                 path: shown.to_owned(),
                 message: format!("it cannot describe its backend #{index}"),
             });

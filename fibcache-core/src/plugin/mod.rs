@@ -141,13 +141,13 @@
 mod abi;
 mod guest;
 mod host;
+mod load_error;
 mod log;
 mod proxy;
 
 pub use abi::ABI_VERSION;
-pub use host::{
-    load_plugins, LoadError, MAX_BACKENDS, MAX_NAME_LEN, MAX_SUMMARY_LEN, MAX_VERSION_LEN,
-};
+pub use host::{load_plugins, MAX_BACKENDS, MAX_NAME_LEN, MAX_SUMMARY_LEN, MAX_VERSION_LEN};
+pub use load_error::{LoadError, LoadErrorKind};
 
 // Named by the expansion of `export_plugin!` in the plugin crate, and by nothing else.
 #[doc(hidden)]

@@ -11,7 +11,7 @@ impl ExportedCrate for Fixture {
 }
 
 /// What the host says about a handshake, as a plugin library would export it.
-fn check(handshake: &'static Handshake) -> Result<Checked, LoadError> {
+fn check(handshake: &'static Handshake) -> Result<Checked, Refusal> {
     // SAFETY: a static of this test binary.
     unsafe { check_handshake(std::ptr::from_ref(handshake).cast(), "fixture.so") }
 }
@@ -28,7 +28,7 @@ fn a_handshake_of_this_build_is_accepted() {
 fn another_abi_version_is_refused_even_with_this_core_version() {
     static NEXT: Handshake = Handshake::of::<Fixture>().abi_version(ABI_VERSION + 1);
     let err = check(&NEXT).unwrap_err();
-    let LoadError::Incompatible {
+    let Refusal::Incompatible {
         plugin_abi,
         plugin_core,
         ..
@@ -49,7 +49,7 @@ fn a_function_table_smaller_than_the_mandatory_part_is_refused() {
     static HANDSHAKE: Handshake = Handshake::new("host-test", "0.0.0", &SHORT);
     let err = check(&HANDSHAKE).unwrap_err();
     assert!(
-        matches!(err, LoadError::TableTooSmall { size: 24, .. }),
+        matches!(err, Refusal::TableTooSmall { size: 24, .. }),
         "{err:?}"
     );
     assert_eq!(
@@ -69,7 +69,7 @@ fn a_symbol_without_the_magic_value_is_not_a_plugin() {
     static NOT_MAGIC: [u64; 8] = [7; 8];
     // SAFETY: a static of 64 bytes, aligned as a handshake is.
     let err = unsafe { check_handshake(NOT_MAGIC.as_ptr().cast(), "x.so") }.unwrap_err();
-    assert!(matches!(err, LoadError::NotAPlugin { .. }), "{err:?}");
+    assert!(matches!(err, Refusal::NotAPlugin { .. }), "{err:?}");
 }
 
 #[test]
@@ -87,7 +87,7 @@ fn a_fixture_cannot_claim_panic_unwind() {
         .panic_unwind(true);
     for handshake in [&ABORT, &STILL_ABORT] {
         let err = check(handshake).unwrap_err();
-        assert!(matches!(err, LoadError::PanicAbort { .. }), "{err:?}");
+        assert!(matches!(err, Refusal::PanicAbort { .. }), "{err:?}");
     }
 }
 
@@ -102,7 +102,7 @@ fn a_backend_count_past_the_bound_is_refused_before_anything_is_allocated() {
         ..Table::<Fixture>::API
     };
     let err = list(&API, "fixture.so").unwrap_err();
-    assert!(matches!(err, LoadError::Malformed { .. }), "{err:?}");
+    assert!(matches!(err, Refusal::Malformed { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
         format!(
