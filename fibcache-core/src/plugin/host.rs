@@ -14,7 +14,7 @@
 //!   allocated or copied for it: at most [`MAX_BACKENDS`] backends, names of at most
 //!   [`MAX_NAME_LEN`] bytes, summaries of at most [`MAX_SUMMARY_LEN`], crate names and
 //!   versions of at most [`MAX_VERSION_LEN`]. A library past one is refused
-//!   ([`Refusal::Malformed`]).
+//!   ([`LoadErrorKind::Malformed`](super::LoadErrorKind::Malformed)).
 //! - A refused library adds nothing to the registry: every name is checked before any is added.
 //! - Libraries are never unloaded: a plugin's runtime threads, tasks and thread-local
 //!   destructors may run at any time until the process exits, so the handles are leaked on
