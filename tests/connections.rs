@@ -318,7 +318,7 @@ async fn a_second_signal_during_shutdown_exits_at_once() {
     let request = {
         let addr = server.addr;
         tokio::spawn(
-            async move { send_raw(addr, b"GET /fib/80 HTTP/1.1\r\nHost: t\r\n\r\n").await },
+            async move { send_raw(addr, b"GET /fib/50 HTTP/1.1\r\nHost: t\r\n\r\n").await },
         )
     };
     computing(&server).await;

@@ -71,19 +71,19 @@ async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what} did not return: a cache operation must never hang"))
 }
 
-/// Polls `ok` until it holds, for at most `attempts` tries 100 ms apart.
-async fn eventually<F, Fut>(what: &str, attempts: usize, mut ok: F)
+/// Waits until `ok` holds, for at most `attempts` times 100 ms (the shared
+/// `support::eventually_async`, with a condition rather than a found value).
+async fn eventually<F, Fut>(what: &str, attempts: u32, mut ok: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    for _ in 0..attempts {
-        if ok().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what}: not reached after {attempts} attempts");
+    let limit = Duration::from_millis(100) * attempts;
+    support::eventually_async(what, limit, || {
+        let holds = ok();
+        async move { holds.await.then_some(()) }
+    })
+    .await
 }
 
 /// The error of a creation that must fail.

@@ -130,13 +130,12 @@ async fn stop(mut server: support::Server) -> String {
     tokio::task::spawn_blocking(move || {
         let status = server.signal_and_wait("TERM", Duration::from_secs(30));
         assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", server.log());
-        for _ in 0..100 {
-            if server.log().contains("stopped") {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server.log()
+        // The process has exited, so its log is complete once the reader has drained it.
+        support::eventually(
+            "the log ends with `stopped`",
+            Duration::from_secs(5),
+            || Some(server.log()).filter(|log| log.contains("stopped")),
+        )
     })
     .await
     .unwrap()
