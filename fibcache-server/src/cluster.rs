@@ -207,7 +207,10 @@ impl Cluster {
                 }
                 Waited::Retry => {}
                 Waited::Failed => return self.compute_after(Claimed::Error, compute).await,
-                Waited::Cancelled => return Outcome::Stopped,
+                Waited::Cancelled => {
+                    self.metrics.claimed(Claimed::Cancelled);
+                    return Outcome::Stopped;
+                }
                 Waited::TimedOut => {
                     self.metrics.claimed(Claimed::TimedOut);
                     return Outcome::TimedOut;

@@ -195,8 +195,13 @@ async fn when_every_client_leaves_the_claim_is_released_and_waiters_stop() {
         redis.command(&["EXISTS", &claim_key]) == ":0"
     })
     .await;
-    // Had b kept waiting, it would claim the released key within 250 ms and compute.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // b stops waiting (had it kept waiting, it would claim the released key and compute).
+    eventually("b stops waiting", 100, || async {
+        b.metric(r#"fibcache_claims_total{outcome="cancelled"}"#)
+            .await
+            == 1.0
+    })
+    .await;
     assert_eq!(redis.command(&["EXISTS", &claim_key]), ":0");
     assert_eq!(b.metric(STARTED).await, 0.0);
     assert_eq!(b.metric(RUNNING).await, 0.0);

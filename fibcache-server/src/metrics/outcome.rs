@@ -22,10 +22,13 @@ pub(crate) enum Claimed {
     /// Another instance held the claim, and its value did not come within
     /// `--compute-timeout`: the waiters got 504.
     TimedOut,
+    /// Another instance held the claim, and every local client left (or the server shut
+    /// down) before its value came: this instance stopped waiting.
+    Cancelled,
 }
 
 impl Claimed {
-    pub(super) const ALL: [Claimed; 7] = [
+    pub(super) const ALL: [Claimed; 8] = [
         Claimed::Won,
         Claimed::Waited,
         Claimed::TookOver,
@@ -33,6 +36,7 @@ impl Claimed {
         Claimed::Error,
         Claimed::Foreign,
         Claimed::TimedOut,
+        Claimed::Cancelled,
     ];
 
     pub(super) fn label(self) -> &'static str {
@@ -44,6 +48,7 @@ impl Claimed {
             Claimed::Error => "error",
             Claimed::Foreign => "foreign",
             Claimed::TimedOut => "timeout",
+            Claimed::Cancelled => "cancelled",
         }
     }
 }
