@@ -29,8 +29,8 @@
 //! --benches`), it only says how to run it.
 
 mod common;
-#[path = "../tests/support/mod.rs"]
-mod support;
+
+use fibcache_test_support as support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -48,7 +48,7 @@ async fn storm(addr: SocketAddr, n: u64, size: usize) -> Duration {
 /// answered 200 with the right number.
 async fn fleet_storm(addrs: &[SocketAddr], n: u64, size: usize) -> Duration {
     let path = format!("/fib/{n}");
-    let expected = fibcache_core::fib::fib_fast(n).expect("n is in range");
+    let expected = fibcache_server::fib::fib_fast(n).expect("n is in range");
     let start = Instant::now();
     let tasks: Vec<_> = (0..size)
         .map(|i| {

@@ -8,14 +8,17 @@
 //! pairs side by side:
 //! - `plugin/get_hit/{memory,memcache}` and `plugin/set/{memory,memcache}`: one operation at a
 //!   time; `time` per operation. The difference is the plugin boundary: copying key and value
-//!   across the C ABI, and the completion callback and its oneshot channel (the LRU behind both
-//!   is the same code).
+//!   across the C ABI, handing the operation to the plugin's own runtime (a thread hop: a
+//!   plugin thread wakes to run it, and the waiting task here wakes for the answer), and the
+//!   completion callback and its oneshot channel (the LRU behind both is the same code). The
+//!   hop is most of it, and it depends on the machine: how long a parked thread takes to wake.
 //! - `plugin/get_hit_threads=2/{memory,memcache}`: the same from 2 threads at once (the
 //!   server's 2 workers on this machine); one iteration is one get on each thread and `thrpt`
 //!   is gets per second in total.
 //!
-//! A hit through the HTTP server costs tens of microseconds, so a boundary that costs well
-//! under a microsecond here is invisible in the load report, `benches/http/`.
+//! A hit through the HTTP server costs tens of microseconds, and the hop costs microseconds
+//! to tens of them: visible in the load report (`benches/http/`) for a plugin tier, which is
+//! why a `memory` tier in front of a plugin (`memory+memcache`) is the fast configuration.
 
 mod common;
 

@@ -18,10 +18,6 @@
 
 mod common;
 
-#[allow(dead_code)]
-#[path = "../tests/support/redis_server.rs"]
-mod redis_server;
-
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +26,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fibcache_core::{Cache, Config, Registry};
 use redis::aio::MultiplexedConnection;
 
-use self::redis_server::RedisServer;
+use fibcache_test_support::redis_server::RedisServer;
 
 // Referenced so that the linker keeps the backends crate and its registrations.
 use fibcache_backends as _;

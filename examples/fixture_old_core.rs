@@ -1,11 +1,12 @@
 //! Test fixture: a plugin of the current plugin ABI whose handshake says it was built with
-//! fibcache-core 0.1.0, a version the server is not compatible with, so that the tests can
-//! show the server checks the core version on its own. Not an example to follow.
+//! fibcache-core 0.1.0, so that the tests can show the ABI version alone decides: the server
+//! loads it, and logs the core version it claims. Not an example to follow.
 //!
 //! Built and loaded by `tests/plugin.rs`; by hand:
 //! ```text
 //! cargo build --features dynamic --example fixture_old_core
-//! cargo run --features dynamic -- --plugin target/debug/examples/libfixture_old_core.so
+//! cargo run --features dynamic -- --plugin target/debug/examples/libfixture_old_core.so \
+//!     --list-backends
 //! ```
 
 #![forbid(unsafe_code)]
@@ -17,7 +18,6 @@ async fn create(_config: &Config) -> Result<NopCache> {
     Ok(NopCache)
 }
 
-// A backend, so that only the version check can refuse the library.
 register_backend! {
     name: "oldcore",
     summary: "test fixture that claims fibcache-core 0.1.0",

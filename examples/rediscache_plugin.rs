@@ -4,7 +4,9 @@
 //!
 //! It shows that an asynchronous backend with its own connection works across the boundary:
 //! the plugin drives the Redis client on a tokio runtime of its own, and the server's workers
-//! never wait on it. It reads the same settings as the built-in `redis` backend (`REDIS_URL`,
+//! never wait on it. The backend's optional capabilities cross too (the remaining lifetime of
+//! an entry, and claims), so servers sharing one Redis through this plugin compute each cold
+//! `n` once between them, as with the built-in `redis`. It reads the same settings as the built-in `redis` backend (`REDIS_URL`,
 //! or `REDIS_ADDR` / `REDIS_PASSWORD` / `REDIS_DB`, or `REDIS_CLUSTER_NODES` for a Redis
 //! Cluster). Build it, then run the server with it:
 //! ```text

@@ -9,11 +9,22 @@
 # - schemathesis (PyPI, pinned below) checks the real server against its own OpenAPI document:
 #   installed into a virtual environment of its own, target/schemathesis-venv.
 #
+# First the checks every submission passes, cheapest first, so that a formatting slip or a lint
+# fails in seconds rather than after the tests: rustfmt, clippy with warnings denied, and the
+# docs with rustdoc's warnings denied.
+#
 # Then every test runs three times over, once per feature set whose registry differs:
 #   all features (memory, redis, dynamic), the default (memory), and none (nop only);
 # and schemathesis runs against the binary of the default build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== clippy, warnings denied"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+echo "== cargo doc, warnings denied"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 
 SCHEMATHESIS=4.32.5
 st_venv=target/schemathesis-venv
@@ -57,11 +68,14 @@ if [ "$("$st_venv/bin/st" --version 2>/dev/null)" != "st, version $SCHEMATHESIS"
   fi
 fi
 
-# Starts the `fibcache` binary the last `cargo test` built and runs schemathesis against the
-# document it serves, with every check; any finding (or warning) fails.
-run_schemathesis() {
-  local dir=target/schemathesis log=target/schemathesis/server.log addr= pid
-  mkdir -p "$dir"
+# Starts the `fibcache` binary the last `cargo test` built on a free port, logging to `$1`;
+# sets `server_pid` and `server_addr`, and kills the server when the script exits. The log
+# exists before the server starts (created here, appended to by the server), so reading it
+# never races the server's own start.
+start_fibcache() {
+  local log=$1
+  server_addr=
+  : >"$log"
   # n up to 20 keeps every computation quick; a long --queue-wait keeps a busy machine from
   # turning a computation into a 503, which the document allows but the checks count as an error.
   (
@@ -70,32 +84,41 @@ run_schemathesis() {
       case $var in FIB_* | REDIS_* | RUST_LOG) unset "$var" ;; esac
     done
     exec target/debug/fibcache --host 127.0.0.1 --port 0 --max-n 20 --queue-wait 5s --log-level warn
-  ) 2>"$log" &
-  pid=$!
-  # shellcheck disable=SC2064 # the PID is known now, and `pid` is gone when the script exits
-  trap "kill $pid 2>/dev/null || true" EXIT
+  ) 2>>"$log" &
+  server_pid=$!
+  # shellcheck disable=SC2064 # the PID is known now, and `server_pid` may change later
+  trap "kill $server_pid 2>/dev/null || true" EXIT
+  # Polling a log file: sleep is the only wait the shell has.
   for _ in $(seq 300); do
-    addr=$(sed -n 's/.*listening addr=\([0-9.:]*\).*/\1/p' "$log")
-    if [ -n "$addr" ] || ! kill -0 "$pid" 2>/dev/null; then break; fi
+    server_addr=$(sed -n 's/.*listening addr=\([0-9.:]*\).*/\1/p' "$log")
+    if [ -n "$server_addr" ] || ! kill -0 "$server_pid" 2>/dev/null; then break; fi
     sleep 0.1
   done
-  if [ -z "$addr" ]; then
+  if [ -z "$server_addr" ]; then
     echo "fibcache did not start; its log:" >&2
     cat "$log" >&2
-    exit 1
+    return 1
   fi
+}
+
+# Runs schemathesis against the document the server of `start_fibcache` serves, with every
+# check; any finding (or warning) fails.
+run_schemathesis() {
+  local dir=target/schemathesis log=target/schemathesis/server.log
+  mkdir -p "$dir"
+  start_fibcache "$log"
   # schemathesis and Hypothesis keep their databases in the working directory: run in target/.
   # `--include-path-regex ^/` selects every operation; without a filter, schemathesis leaves out
   # GET of the document it read the API from (here /openapi.json). timeout bounds a run that hangs.
   if ! (cd "$dir" && timeout 300 "../schemathesis-venv/bin/st" \
-    --config-file ../../scripts/schemathesis.toml run "http://$addr/openapi.json" \
+    --config-file ../../scripts/schemathesis.toml run "http://$server_addr/openapi.json" \
     --checks all --include-path-regex '^/' --max-examples 150 --request-timeout 10 --no-color); then
     echo "schemathesis found the above; the server's log:" >&2
     cat "$log" >&2
     exit 1
   fi
-  kill "$pid"
-  wait "$pid" || true
+  kill "$server_pid"
+  wait "$server_pid" || true
   trap - EXIT
 }
 

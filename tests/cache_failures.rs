@@ -12,7 +12,11 @@ use std::time::Duration;
 
 use fibcache_core::{async_trait, Cache, Error, Result};
 use fibcache_server::{run, App, ConnLimits, Settings};
-use support::{get, json};
+use support::{eventually_async, get, json};
+
+/// A bound on every wait: far above what any of them takes, so that a missing event fails the
+/// test instead of hanging it.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A map that can be told to misbehave.
 #[derive(Default)]
@@ -131,21 +135,12 @@ async fn garbage_in_the_cache_gives_the_right_number_and_is_overwritten() {
             1,
             "garbage {garbage:?} is counted as a cache error"
         );
-        // The write happens right after the answer; wait for it (bounded).
-        for _ in 0..200 {
-            if cache
-                .values
-                .lock()
-                .unwrap()
-                .get("fib:10")
-                .map(String::as_str)
-                == Some("55")
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(cache.values.lock().unwrap()["fib:10"], "55", "overwritten");
+        // The write happens right after the answer.
+        eventually_async("the garbage to be overwritten", PATIENCE, || async {
+            let values = cache.values.lock().unwrap();
+            (values.get("fib:10").map(String::as_str) == Some("55")).then_some(())
+        })
+        .await;
         let again = get(server.addr, "/fib/10").await;
         assert_eq!(again.header("x-cache"), Some("hit"));
         assert_eq!(json(&again)["result"], 55);
@@ -167,25 +162,21 @@ async fn a_failing_cache_costs_a_computation_not_an_error() {
     // arrives while the previous computation is still writing joins it instead of computing.)
     let started = server.counter("fibcache_computations_started_total");
     assert!((1..=3).contains(&started), "{started}");
-    for _ in 0..200 {
-        if server.errors() == 3 + started {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(server.errors(), 3 + started);
+    eventually_async("a failed read and write counted each", PATIENCE, || async {
+        (server.errors() == 3 + started).then_some(())
+    })
+    .await;
     // Back to health: the next computation's write lands and then hits.
     *cache.mode.lock().unwrap() = Mode::Honest;
     assert_eq!(
         get(server.addr, "/fib/20").await.header("x-cache"),
         Some("miss")
     );
-    for _ in 0..200 {
-        if cache.values.lock().unwrap().contains_key("fib:20") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually_async("the computation's write", PATIENCE, || async {
+        let values = cache.values.lock().unwrap();
+        values.contains_key("fib:20").then_some(())
+    })
+    .await;
     assert_eq!(
         get(server.addr, "/fib/20").await.header("x-cache"),
         Some("hit")
@@ -201,12 +192,11 @@ async fn a_hanging_cache_is_waited_for_a_bounded_time_then_computed_around() {
     let resp = get(server.addr, "/fib/15").await;
     assert_eq!(resp.status, 200);
     assert_eq!(json(&resp)["result"], 610);
-    for _ in 0..200 {
-        if server.errors() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(server.errors(), 2, "a timed-out read and a timed-out write");
+    eventually_async(
+        "a timed-out read and a timed-out write",
+        PATIENCE,
+        || async { (server.errors() == 2).then_some(()) },
+    )
+    .await;
     server.stop().await;
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use support::http::send_raw;
 use support::http2::{self, GOAWAY};
-use support::{get, json, Server, Spawn};
+use support::{eventually, eventually_async, get, json, Server, Spawn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -35,6 +35,14 @@ async fn closed_by_server(stream: &mut TcpStream) -> bool {
     tokio::time::timeout(PATIENCE, stream.read_to_end(&mut sink))
         .await
         .is_ok()
+}
+
+/// Waits until `server` runs one computation.
+async fn computing(server: &Server) {
+    eventually_async("a computation to start", PATIENCE, || async {
+        (server.metric("fibcache_computations_running").await == 1.0).then_some(())
+    })
+    .await;
 }
 
 /// What a client gets from one complete request on a connection of its own.
@@ -68,6 +76,92 @@ async fn a_connection_that_starts_no_request_is_closed_whatever_it_sent() {
         assert!(closed_by_server(&mut stream).await, "{what}: still open");
     }
     assert_eq!(status(server.addr).await, 200);
+}
+
+/// Writes `byte` every 300 ms until the server closes the connection; whether it did within
+/// [`PATIENCE`], and how many bytes went out before.
+async fn trickle_until_closed(stream: TcpStream, byte: u8) -> (bool, usize) {
+    let (mut read, mut write) = stream.into_split();
+    let mut closed = tokio::spawn(async move {
+        let mut sink = Vec::new();
+        let _ = read.read_to_end(&mut sink).await;
+    });
+    let mut every = tokio::time::interval(Duration::from_millis(300));
+    let mut sent = 0;
+    let outcome = tokio::time::timeout(PATIENCE, async {
+        loop {
+            tokio::select! {
+                _ = &mut closed => return,
+                _ = every.tick() => {
+                    if write.write_all(&[byte]).await.is_err() {
+                        return;
+                    }
+                    sent += 1;
+                }
+            }
+        }
+    })
+    .await;
+    (outcome.is_ok(), sent)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_trickling_a_byte_every_300ms_is_closed_at_the_header_timeout() {
+    let server = Server::start(&["--header-timeout", "1s"]);
+    // A request head that never ends: one more header byte every 300 ms.
+    let head = hostile(server.addr, b"GET /fib/5 HTTP/1.1\r\nHost: t\r\nX-Slow: ").await;
+    let (closed, sent) = trickle_until_closed(head, b'a').await;
+    assert!(
+        closed,
+        "a request head trickled in is never cut ({sent} bytes sent)"
+    );
+    // The same after an answered request: only a complete request counts as activity.
+    let mut kept = hostile(server.addr, b"GET /fib/5 HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    let mut answer = [0u8; 12];
+    kept.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    let (closed, sent) = trickle_until_closed(kept, b'G').await;
+    assert!(
+        closed,
+        "a keep-alive connection trickling its next head stays open ({sent} bytes)"
+    );
+    assert_eq!(status(server.addr).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_client_sending_its_own_pings_is_still_closed_when_idle() {
+    let server = Server::start(&["--header-timeout", "1s"]);
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (mut client, mut connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    let mut pings = connection.ping_pong().expect("the client's ping handle");
+    let connection = tokio::spawn(async move { connection.await.is_ok() });
+    // One answered request first: the connection is in use, then idle.
+    let request = http::Request::get(format!("http://{}/fib/5", server.addr))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    let mut answered = 0;
+    let mut every = tokio::time::interval(Duration::from_millis(300));
+    let pinging = tokio::time::timeout(PATIENCE, async {
+        loop {
+            every.tick().await;
+            if pings.ping(h2::Ping::opaque()).await.is_err() {
+                return;
+            }
+            answered += 1;
+        }
+    });
+    assert!(
+        pinging.await.is_ok(),
+        "a client's PINGs kept an idle HTTP/2 connection open ({answered} answered)"
+    );
+    assert!(
+        answered > 0,
+        "no PING was answered: the test proved nothing"
+    );
+    let closed = tokio::time::timeout(PATIENCE, connection).await;
+    assert!(closed.is_ok(), "the connection did not end");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,16 +201,15 @@ async fn hostile_connections_hold_the_connection_limit_for_at_most_the_header_ti
     let idle_http2 = http2::IdleClient::connect(server.addr).await;
     let idle_http2 = tokio::spawn(idle_http2.until_closed(PATIENCE));
     // Every slot is taken: a normal client is refused...
-    let deadline = Instant::now() + PATIENCE;
-    while status(server.addr).await != 503 {
-        assert!(Instant::now() < deadline, "the slots never filled");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async("the slots to fill", PATIENCE, || async {
+        (status(server.addr).await == 503).then_some(())
+    })
+    .await;
     // ...and served again once the watchdogs have closed the hostile connections.
-    while status(server.addr).await != 200 {
-        assert!(Instant::now() < deadline, "never served again");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async("a client to be served again", PATIENCE, || async {
+        (status(server.addr).await == 200).then_some(())
+    })
+    .await;
     let served_after = opened.elapsed();
     for (what, mut stream) in stalled {
         assert!(closed_by_server(&mut stream).await, "{what}: still open");
@@ -197,13 +290,10 @@ async fn a_computation_cut_short_by_the_grace_period_is_answered_503() {
     let mut server = Server::start(&["--shutdown-grace", "1s", "--compute-timeout", "10m"]);
     let request = {
         let addr = server.addr;
-        tokio::spawn(async move { get(addr, "/fib/80").await })
+        // Long (minutes), yet within `--compute-timeout`, so computed rather than refused.
+        tokio::spawn(async move { get(addr, "/fib/50").await })
     };
-    let deadline = Instant::now() + PATIENCE;
-    while server.metric("fibcache_computations_running").await != 1.0 {
-        assert!(Instant::now() < deadline, "the computation never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    computing(&server).await;
     let exited = tokio::task::spawn_blocking(move || server.signal_and_wait("TERM", PATIENCE));
     let resp = request.await.unwrap();
     assert_eq!(resp.status, 503, "{}", resp.body);
@@ -219,6 +309,40 @@ async fn a_computation_cut_short_by_the_grace_period_is_answered_503() {
     );
     let status = exited.await.unwrap();
     assert_eq!(status.and_then(|s| s.code()), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_signal_during_shutdown_exits_at_once() {
+    // A drain that would wait for the computation for ten minutes.
+    let mut server = Server::start(&["--shutdown-grace", "10m", "--compute-timeout", "10m"]);
+    let request = {
+        let addr = server.addr;
+        tokio::spawn(
+            async move { send_raw(addr, b"GET /fib/50 HTTP/1.1\r\nHost: t\r\n\r\n").await },
+        )
+    };
+    computing(&server).await;
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        assert_eq!(server.signal_and_wait("TERM", Duration::ZERO), None);
+        eventually("the drain to begin", PATIENCE, || {
+            server
+                .log()
+                .contains("letting requests in progress finish")
+                .then_some(())
+        });
+        let status = server.signal_and_wait("INT", PATIENCE);
+        (status, server.log())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "the second signal did not end the drain; log:\n{log}"
+    );
+    assert!(log.contains("SIGINT during shutdown"), "{log}");
+    // The client that was waiting sees its connection end.
+    assert!(request.await.unwrap().is_err());
 }
 
 /// The answers hyper gives by itself, before the router sees a request (so they are not

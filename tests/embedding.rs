@@ -1,13 +1,21 @@
 //! fibcache as a library: a crate that depends on `fibcache-server` keeps the `memory` backend
-//! and its own name, and the HTTP app nests in an axum application with every per-request
-//! behaviour.
+//! and its own name, the HTTP app nests in an axum application with every per-request
+//! behaviour, and an axum stack around the app served by `fibcache_server::serve` keeps the
+//! connection limits and graceful shutdown, and leaves nothing running once `serve` returns.
 
 mod support;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
+use fibcache_server::{App, ConnLimits, Settings};
 use support::{examples, get, json, Spawn};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 /// The `fibcache-embedder` binary of `tests/embedder/` (a crate outside the workspace that
 /// depends on `fibcache-server` with default features), built into this test's target
@@ -168,4 +176,211 @@ async fn the_app_nests_in_axum_with_every_per_request_behaviour() {
     let host = get(server.addr, "/").await;
     assert_eq!(host.status, 200);
     assert!(host.body.contains("axum application"), "{}", host.body);
+}
+
+/// A bound on every wait of the in-process tests below.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// An app answering from the `nop` backend, with default settings.
+async fn nop_app() -> App {
+    let cache = fibcache_server::backends()
+        .unwrap()
+        .create("nop", &fibcache_core::Config::default())
+        .await
+        .unwrap();
+    App::new(cache, "nop", Settings::default())
+}
+
+/// `router` (built around `app`) served by `fibcache_server::serve` on a free port until the
+/// returned sender is used or dropped.
+async fn serve(
+    app: &App,
+    router: axum::Router,
+    limits: ConnLimits,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(fibcache_server::serve(
+        listener,
+        app.clone(),
+        router,
+        limits,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (addr, stop, server)
+}
+
+/// Sends `GET path` on a kept-alive connection and reads one whole answer.
+async fn ask(stream: &mut TcpStream, path: &str) -> support::Response {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let read = async {
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before a whole answer: {buf:?}");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Ok(resp) = support::http::parse(&buf) {
+                let length = resp.header("content-length").and_then(|l| l.parse().ok());
+                if length == Some(resp.body.len()) {
+                    return resp;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .expect("an answer")
+}
+
+/// Whether the server closes `stream` within [`PATIENCE`].
+async fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut sink = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut sink))
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_axum_stack_served_by_serve_keeps_max_connections_and_shuts_down_gracefully() {
+    let app = nop_app().await;
+    let (entered, mut slow_started) = tokio::sync::mpsc::channel::<()>(1);
+    let release = Arc::new(tokio::sync::Notify::new());
+    let slow = {
+        let release = release.clone();
+        axum::routing::get(move || async move {
+            let _ = entered.send(()).await;
+            release.notified().await;
+            "done"
+        })
+    };
+    let router = axum::Router::new()
+        .route("/slow", slow)
+        .nest_service("/api", app.clone());
+    let mut limits = ConnLimits::default();
+    limits.max_connections = 2;
+    let (addr, stop, server) = serve(&app, router, limits).await;
+
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    for stream in [&mut first, &mut second] {
+        let resp = ask(stream, "/api/fib/10").await;
+        assert_eq!(resp.body, r#"{"result":55}"#);
+    }
+    let metrics = app.metrics().encode();
+    assert_eq!(
+        support::metric_value(&metrics, "fibcache_connections_open"),
+        Some(2.0),
+        "{metrics}"
+    );
+    let third = get(addr, "/api/fib/10").await;
+    assert_eq!(third.status, 503, "{}", third.body);
+    let metrics = app.metrics().encode();
+    assert_eq!(
+        support::metric_value(&metrics, "fibcache_connections_refused_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    // A request in progress when shutdown begins is answered; the idle connection is closed.
+    first
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    slow_started.recv().await.expect("the slow handler ran");
+    stop.send(()).unwrap();
+    assert!(
+        closed_by_server(&mut second).await,
+        "the idle connection stayed open"
+    );
+    assert!(!server.is_finished(), "returned with a request in progress");
+    release.notify_one();
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, first.read_to_end(&mut answer))
+        .await
+        .expect("the slow answer, then the close")
+        .unwrap();
+    let answer = support::http::parse(&answer).unwrap();
+    assert_eq!((answer.status, answer.body.as_str()), (200, "done"));
+    tokio::time::timeout(PATIENCE, server)
+        .await
+        .expect("serve returned")
+        .unwrap();
+    let metrics = app.metrics().encode();
+    assert_eq!(
+        support::metric_value(&metrics, "fibcache_connections_open"),
+        Some(0.0),
+        "{metrics}"
+    );
+}
+
+/// Counts the requests whose handler future was dropped.
+struct Dropped(Arc<AtomicUsize>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_that_never_ends_does_not_outlive_serve_whatever_the_connection_limit() {
+    // The limits past u32::MAX check that the drain waits for the connections however many
+    // may be open.
+    for max_connections in [8, 1 << 32, usize::MAX] {
+        let app = nop_app().await;
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (entered, mut hanging) = tokio::sync::mpsc::channel::<()>(2);
+        let hang = {
+            let dropped = dropped.clone();
+            axum::routing::get(move || async move {
+                let _guard = Dropped(dropped);
+                let _ = entered.send(()).await;
+                std::future::pending::<()>().await
+            })
+        };
+        let router = axum::Router::new()
+            .route("/hang", hang)
+            .nest_service("/api", app.clone());
+        let mut limits = ConnLimits::default();
+        limits.max_connections = max_connections;
+        limits.shutdown_grace = Duration::from_millis(100);
+        let (addr, stop, server) = serve(&app, router, limits).await;
+
+        let mut http1 = TcpStream::connect(addr).await.unwrap();
+        http1
+            .write_all(b"GET /hang HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (mut http2, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::get(format!("http://{addr}/hang"))
+            .body(())
+            .unwrap();
+        let (_answer, _) = http2.send_request(request, true).unwrap();
+        for _ in 0..2 {
+            hanging.recv().await.expect("a /hang handler ran");
+        }
+
+        stop.send(()).unwrap();
+        tokio::time::timeout(PATIENCE, server)
+            .await
+            .expect("serve returned")
+            .unwrap();
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            2,
+            "max_connections {max_connections}: a request outlived serve"
+        );
+        assert!(closed_by_server(&mut http1).await);
+    }
 }

@@ -15,7 +15,7 @@ async fn answers_match_the_exact_fibonacci_and_the_second_ask_is_a_hit() {
         assert_eq!(first.header("content-type"), Some("application/json"));
         assert_eq!(
             json(&first)["result"],
-            fibcache_core::fib::fib_fast(n).unwrap(),
+            fibcache_server::fib::fib_fast(n).unwrap(),
             "n = {n}"
         );
 
@@ -24,7 +24,7 @@ async fn answers_match_the_exact_fibonacci_and_the_second_ask_is_a_hit() {
         assert_eq!(second.header("x-cache"), Some("hit"), "n = {n}");
         assert_eq!(
             json(&second)["result"],
-            fibcache_core::fib::fib_fast(n).unwrap()
+            fibcache_server::fib::fib_fast(n).unwrap()
         );
     }
     let hits = r#"fibcache_cache_hits_total{tier="memory"}"#;
@@ -315,20 +315,17 @@ async fn json_log_format_writes_json_lines() {
         .args(["--log-format", "json", "--log-level", "debug"])
         .start();
     get(server.addr, "/fib/7").await;
-    // The request line is written by a background thread; give it a bounded moment.
-    let mut log = String::new();
-    for _ in 0..100 {
-        log = server.log();
-        if log.contains("\"path\":\"/fib/7\"") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let line = log
-        .lines()
-        .find(|l| l.contains("\"path\":\"/fib/7\""))
-        .unwrap_or_else(|| panic!("no request line for /fib/7 in:\n{log}"));
-    let event: serde_json::Value = serde_json::from_str(line).expect("log line is JSON");
+    // The request line is written by a background thread.
+    let line = support::eventually(
+        "the request line for /fib/7",
+        std::time::Duration::from_secs(30),
+        || {
+            let log = server.log();
+            let line = log.lines().find(|l| l.contains("\"path\":\"/fib/7\""))?;
+            Some(line.to_owned())
+        },
+    );
+    let event: serde_json::Value = serde_json::from_str(&line).expect("log line is JSON");
     assert_eq!(event["status"], 200);
     assert_eq!(event["method"], "GET");
     assert_eq!(event["level"], "DEBUG");

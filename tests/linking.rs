@@ -77,6 +77,25 @@ fn an_unreferenced_backend_crate_is_named_as_the_likely_cause_with_the_fix() {
         line.contains("must be referenced by the binary: `use that_crate as _;`"),
         "names the fix: {line}"
     );
+
+    // Named unlike its package (`fibcache-outsider`), the binary uses its own name throughout.
+    let help = Spawn::new().program(&bin).arg("--help").run_to_exit();
+    assert!(
+        help.stdout.contains("Usage: outsider-unreferenced"),
+        "{}",
+        help.stdout
+    );
+    let completions = Spawn::new()
+        .program(&bin)
+        .args(["--completions", "bash"])
+        .run_to_exit();
+    assert!(
+        completions
+            .stdout
+            .contains("-o default outsider-unreferenced"),
+        "{}",
+        completions.stdout
+    );
 }
 
 #[tokio::test]

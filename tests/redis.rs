@@ -3,8 +3,9 @@
 //! then the `fibcache` binary itself sharing, losing and regaining a Redis (`redis/server.rs`);
 //! values longer than any valid one, planted in Redis (`redis/oversize.rs`); a memory tier in
 //! front of Redis (`redis/tiers.rs`); instances that compute a cold `n` once between them
-//! (`redis/fleet.rs`); and a Redis Cluster of three nodes started by each test, in and out of
-//! process (`redis/cluster.rs`).
+//! (`redis/fleet.rs`), also through the `rediscache` plugin with `--features dynamic`
+//! (`redis/plugin_fleet.rs`); and a Redis Cluster of three nodes started by each test, in and
+//! out of process (`redis/cluster.rs`).
 //!
 //! Run with `cargo test --features redis --test redis`; `redis-server` must be installed
 //! (Debian: `apt-get install redis-server`, which brings `redis-cli` too). A missing one fails
@@ -21,6 +22,9 @@ mod embedded;
 mod fleet;
 #[path = "redis/oversize.rs"]
 mod oversize;
+#[cfg(feature = "dynamic")]
+#[path = "redis/plugin_fleet.rs"]
+mod plugin_fleet;
 #[path = "redis/server.rs"]
 mod server;
 #[path = "redis/tiers.rs"]
@@ -67,19 +71,19 @@ async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what} did not return: a cache operation must never hang"))
 }
 
-/// Polls `ok` until it holds, for at most `attempts` tries 100 ms apart.
-async fn eventually<F, Fut>(what: &str, attempts: usize, mut ok: F)
+/// Waits until `ok` holds, for at most `attempts` times 100 ms (the shared
+/// `support::eventually_async`, with a condition rather than a found value).
+async fn eventually<F, Fut>(what: &str, attempts: u32, mut ok: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    for _ in 0..attempts {
-        if ok().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what}: not reached after {attempts} attempts");
+    let limit = Duration::from_millis(100) * attempts;
+    support::eventually_async(what, limit, || {
+        let holds = ok();
+        async move { holds.await.then_some(()) }
+    })
+    .await
 }
 
 /// The error of a creation that must fail.

@@ -38,15 +38,8 @@
 //! arguments after `--` pick rows by name (the reference always runs). Run as a test (`cargo
 //! test --benches`), it only says how to run it: timing belongs in benches.
 
-#[allow(dead_code)]
-#[path = "../../tests/support/http.rs"]
-mod client;
 #[path = "../common/mod.rs"]
 mod common;
-#[cfg(feature = "redis")]
-#[allow(dead_code)]
-#[path = "../../tests/support/redis_server.rs"]
-mod redis_server;
 mod reference;
 mod report;
 mod wrk;
@@ -57,6 +50,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime};
+
+use fibcache_test_support::http as client;
+#[cfg(feature = "redis")]
+use fibcache_test_support::redis_server;
 
 type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;
 

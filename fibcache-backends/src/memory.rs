@@ -22,6 +22,27 @@ struct Entry {
 /// Expired entries are removed lazily: the first `get` after expiry answers `None` and removes
 /// the entry; an expired entry nobody asks for is evicted like any other when the capacity is
 /// reached.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> fibcache_core::Result<()> {
+/// use std::num::NonZeroUsize;
+/// use std::time::Duration;
+/// use fibcache_backends::memory::MemoryCache;
+/// use fibcache_core::Cache;
+///
+/// let cache = MemoryCache::new(NonZeroUsize::new(2).unwrap());
+/// let ttl = Duration::from_secs(15);
+/// cache.set("fib:10", "55", ttl).await?;
+/// cache.set("fib:11", "89", ttl).await?;
+/// assert_eq!(cache.get("fib:10").await?.as_deref(), Some("55"));
+/// // A third entry evicts the least recently used, fib:11.
+/// cache.set("fib:12", "144", ttl).await?;
+/// assert_eq!(cache.get("fib:11").await?, None);
+/// assert_eq!(cache.get("fib:10").await?.as_deref(), Some("55"));
+/// # Ok(())
+/// # }
+/// ```
 pub struct MemoryCache {
     /// A `std` mutex rather than tokio's: it is held for a hash lookup and never across an
     /// `.await`, and an uncontended `std` mutex is several times cheaper (see tokio's "Which

@@ -76,6 +76,29 @@ pub trait Cache: Send + Sync + 'static {
     /// the store cannot be written.
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()>;
 
+    /// The value under `key` and the time it has left, read together, so that a copy of it
+    /// made elsewhere (a nearer tier) can be given no longer a life than the original has.
+    ///
+    /// The time is `None` when it is not known: the backend offers no [`Expiry`], or the value
+    /// has no lifetime. The default reads the value with [`get`](Cache::get), then its
+    /// lifetime with [`Expiry::remaining`] when offered: two round trips, so the lifetime is
+    /// measured after the value was read and never overstates it (a value that expired in
+    /// between reads as having no known lifetime). A backend that can answer both at once
+    /// (Redis: one pipeline) overrides it.
+    ///
+    /// # Errors
+    /// As [`Cache::get`].
+    async fn get_with_remaining(&self, key: &str) -> Result<Option<(String, Option<Duration>)>> {
+        let Some(value) = self.get(key).await? else {
+            return Ok(None);
+        };
+        let left = match self.expiry() {
+            Some(expiry) => expiry.remaining(key).await.unwrap_or(None),
+            None => None,
+        };
+        Ok(Some((value, left)))
+    }
+
     /// The [`Expiry`] capability, if this backend offers it. The default: not offered.
     fn expiry(&self) -> Option<&dyn Expiry> {
         None
@@ -136,6 +159,10 @@ impl<C: Cache + ?Sized> Cache for std::sync::Arc<C> {
         (**self).get(key).await
     }
 
+    async fn get_with_remaining(&self, key: &str) -> Result<Option<(String, Option<Duration>)>> {
+        (**self).get_with_remaining(key).await
+    }
+
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
         (**self).set(key, value, ttl).await
     }
@@ -153,6 +180,10 @@ impl<C: Cache + ?Sized> Cache for std::sync::Arc<C> {
 impl<C: Cache + ?Sized> Cache for Box<C> {
     async fn get(&self, key: &str) -> Result<Option<String>> {
         (**self).get(key).await
+    }
+
+    async fn get_with_remaining(&self, key: &str) -> Result<Option<(String, Option<Duration>)>> {
+        (**self).get_with_remaining(key).await
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {

@@ -1,4 +1,4 @@
-//! The `Cache` contract, the backend registry and the Fibonacci workload of fibcache.
+//! The `Cache` contract and the backend registry of fibcache.
 //!
 //! fibcache serves `GET /fib/{n}` with a deliberately slow Fibonacci and caches the answers in
 //! a backend chosen **by name at run time** from those compiled into the binary. This crate is
@@ -14,13 +14,18 @@
 //!   factory receives).
 //! - [`Error`] and [`ErrorKind`] (one cache operation), [`RegistryError`] and
 //!   [`RegistryErrorKind`] (choosing or creating a backend).
-//! - [`fib`]: the slow, cancellable Fibonacci the server computes, and the fast exact one.
 //! - [`nop`]: the `nop` backend, always registered.
 //! - `plugin` (feature `plugin`): the C-ABI boundary for backends loaded from shared
 //!   libraries, both sides of it: `export_plugin!` for plugin authors, `load_plugins` for the
 //!   host.
 //! - `testing` (feature `testing`): the conformance suite every backend must pass, for a
 //!   backend's own tests.
+//!
+//! # Optional features
+//! - `plugin`: the C-ABI plugin boundary, both sides (`export_plugin!`, `load_plugins`; links
+//!   `libloading` and tokio).
+//! - `testing`: `testing::conformance`, the suite every backend must pass,
+//!   for a backend's own tests (links tokio).
 //!
 //! # Unsafe code
 //! The crate denies `unsafe` everywhere but in `plugin`, which holds every FFI type and every
@@ -75,8 +80,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cache;
+mod config;
 mod error;
-pub mod fib;
 pub mod nop;
 #[cfg(feature = "plugin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "plugin")))]
@@ -92,7 +97,8 @@ pub use cache::{Cache, Claims, Expiry};
 pub use error::{BoxError, Error, ErrorKind, RegistryError, RegistryErrorKind, Result};
 pub use registry::{Backend, Config, Descriptor, Origin, Registry, DEFAULT_MAX_VALUE_LEN};
 
-/// The version of this crate, which a plugin and its host must agree on.
+/// The version of this crate; a plugin reports the one it was built with (the plugin ABI
+/// version, not this, decides whether it loads).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[doc(hidden)]

@@ -30,11 +30,12 @@ use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use tracing::Level;
 
-use crate::cache::GuardedCache;
-use crate::engine::{Answer, Engine, Tier};
+use crate::engine::{Answer, Engine};
+use crate::fib::{Fib, Workload};
 use crate::metrics::{self, Metrics, RouteName};
 use crate::openapi;
 pub use crate::settings::{Settings, SettingsBuilder, SettingsError};
+use crate::tiers::Tiers;
 
 mod param;
 mod response;
@@ -50,6 +51,30 @@ pub type Body = Full<Bytes>;
 /// Serve it with [`run`](crate::run), or nest it in another server as a
 /// [`tower_service::Service`]: with axum, `Router::new().nest_service("/api", app)`
 /// (`examples/embed_axum.rs` in the repository).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use fibcache_server::{App, Settings};
+///
+/// let settings = Settings::builder().max_n(30).build()?;
+/// let cache = fibcache_server::backends()?
+///     .create("nop", &settings.cache_config())
+///     .await?;
+/// let app = App::new(cache, "nop", settings);
+///
+/// // One request, as a tower service would receive it.
+/// let request = hyper::Request::get("/fib/20").body(())?;
+/// let response = app.handle(request).await;
+/// assert_eq!(response.status(), 200);
+/// assert_eq!(response.headers()["x-cache"], "miss");
+///
+/// // Beyond this app's `max_n`: a JSON 422, never a panic.
+/// let response = app.handle(hyper::Request::get("/fib/31").body(())?).await;
+/// assert_eq!(response.status(), 422);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct App {
     inner: Arc<Inner>,
@@ -83,30 +108,35 @@ impl App {
     /// a read tries them in order and copies a hit to the nearer ones, a write goes to all.
     /// Each is named by its registered backend; `/healthz` shows the names joined by `+`.
     ///
-    /// Must be called inside a tokio runtime (computations are spawned on it).
-    ///
-    /// # Panics
-    /// When `tiers` is empty.
+    /// Must be called inside a tokio runtime (computations are spawned on it). An empty list
+    /// is the `nop` backend: the app computes every answer and caches nothing.
     pub fn tiered(tiers: Vec<(String, Arc<dyn Cache>)>, settings: Settings) -> Self {
-        assert!(!tiers.is_empty(), "an app needs at least one cache tier");
+        App::with_workload(tiers, settings, Arc::new(Fib::default()))
+    }
+
+    /// [`App::tiered`] computing `workload` instead of the Fibonacci numbers.
+    pub(crate) fn with_workload(
+        tiers: Vec<(String, Arc<dyn Cache>)>,
+        settings: Settings,
+        workload: Arc<dyn Workload>,
+    ) -> Self {
+        let tiers = if tiers.is_empty() {
+            let nop: Arc<dyn Cache> = Arc::new(fibcache_core::nop::NopCache);
+            vec![("nop".to_owned(), nop)]
+        } else {
+            tiers
+        };
         let metrics = Arc::new(Metrics::new());
         let backend = tiers
             .iter()
             .map(|(name, _)| name.as_str())
             .collect::<Vec<_>>()
             .join("+");
-        let tiers = tiers
-            .into_iter()
-            .map(|(name, cache)| {
-                let guard =
-                    GuardedCache::new(cache, name, settings.cache_timeout(), metrics.clone());
-                Tier::new(guard, &metrics)
-            })
-            .collect();
+        let tiers = Tiers::new(tiers, &settings, &metrics);
         let max_n = settings.max_n();
         App {
             inner: Arc::new(Inner {
-                engine: Engine::new(tiers, &settings, metrics.clone()),
+                engine: Engine::new(tiers, workload, &settings, metrics.clone()),
                 draining: AtomicBool::new(false),
                 backend,
                 max_n,
@@ -229,16 +259,29 @@ impl App {
     }
 
     async fn fib(&self, n: u64) -> Response<Body> {
+        let limit = humantime::format_duration(self.inner.compute_timeout);
         match self.inner.engine.fib(n).await {
             Answer::Hit(value) => result(value, "hit"),
             Answer::Miss(value) => result(value, "miss"),
+            Answer::OutOfRange => error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("n must be between 0 and {}", self.inner.max_n),
+            ),
             Answer::Overloaded => unavailable("every computation slot is busy; retry shortly"),
             Answer::TimedOut => error(
                 StatusCode::GATEWAY_TIMEOUT,
+                &format!("computing fib({n}) took longer than {limit}"),
+            ),
+            Answer::TooCostly => error(
+                StatusCode::GATEWAY_TIMEOUT,
                 &format!(
-                    "computing fib({n}) took longer than {}",
-                    humantime::format_duration(self.inner.compute_timeout)
+                    "computing fib({n}) would take longer than {limit}; not tried (a cached value \
+                     is still served)"
                 ),
+            ),
+            Answer::Failed => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("computing fib({n}) failed"),
             ),
             Answer::Stopped => {
                 let mut response =
@@ -434,28 +477,4 @@ impl Drop for CutShort<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::future::Future;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn a_request_dropped_unanswered_by_an_outer_layer_is_counted_as_cut_short() {
-        let app = App::new(
-            Arc::new(fibcache_core::nop::NopCache),
-            "nop",
-            Settings::default(),
-        );
-        let request = Request::get("/fib/35").body(()).unwrap();
-        let mut answer = Box::pin(app.handle(request));
-        // Polled once: the computation is under way, so there is no answer yet.
-        let first = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await;
-        assert!(first.is_pending());
-        drop(answer);
-        let text = app.metrics().encode();
-        assert!(
-            text.contains(r#"fibcache_requests_total{route="/fib",status="499"} 1"#),
-            "{text}"
-        );
-    }
-}
+mod tests;

@@ -17,8 +17,10 @@
 //!   can (Redis) refuses a longer value without transferring it, as an error naming its
 //!   length.
 //! - **Counted, and logged without flooding.** Every failure, timeout, skipped call and refused
-//!   value counts in `fibcache_cache_errors_total`; warnings are throttled to one a second with
-//!   the number held back. This is also the one place a panic inside a plugin's operation is
+//!   value counts in `fibcache_cache_errors_total`. An outage (a timeout, or
+//!   [`Error::Unavailable`]) is logged once when it starts and once when it ends, here only
+//!   (the backends log it at debug level at most); other failures warn, throttled to one a
+//!   second with the number held back. This is also the one place a panic inside a plugin's operation is
 //!   logged: it arrives as a backend error carrying the panic's message and location, and the
 //!   plugin does not log it itself (see `fibcache_core::plugin`'s guest side).
 
@@ -29,11 +31,11 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use fibcache_core::fib::MAX_VALUE_LEN;
 use fibcache_core::{Cache, Error};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
 
+use crate::fib::MAX_VALUE_LEN;
 use crate::metrics::Metrics;
 use crate::throttle::Throttle;
 
@@ -110,19 +112,39 @@ impl GuardedCache {
     pub(crate) async fn lookup(&self, n: u64, key: &str) -> Lookup {
         // `(*self.cache)`: a call on the `dyn Cache` itself, not on the `Arc`'s forwarding impl,
         // which would box a second future around the first.
-        let Some(raw) = self
+        match self
             .call(n, key, "cache read", (*self.cache).get(key))
             .await
-        else {
-            return Lookup::Failed;
-        };
+        {
+            None => Lookup::Failed,
+            Some(raw) => self.judge(n, key, raw),
+        }
+    }
+
+    /// [`lookup`](Self::lookup), with the time the value has left when the backend can tell,
+    /// read in the same call ([`Cache::get_with_remaining`]).
+    pub(crate) async fn lookup_with_lifetime(
+        &self,
+        n: u64,
+        key: &str,
+    ) -> (Lookup, Option<Duration>) {
+        let read = (*self.cache).get_with_remaining(key);
+        match self.call(n, key, "cache read", read).await {
+            None => (Lookup::Failed, None),
+            Some(None) => (Lookup::Absent, None),
+            Some(Some((raw, left))) => (self.judge(n, key, Some(raw)), left),
+        }
+    }
+
+    /// A raw value read under `key`, judged.
+    fn judge(&self, n: u64, key: &str, raw: Option<String>) -> Lookup {
         let Some(raw) = raw else {
             return Lookup::Absent;
         };
         match parse(&raw) {
             Ok(value) => Lookup::Value(value),
             Err(why) => {
-                self.metrics.cache_errors.inc();
+                self.metrics.cache_error();
                 throttled!(
                     self.warnings,
                     n,
@@ -143,13 +165,12 @@ impl GuardedCache {
         self.call(n, key, "cache write", write).await;
     }
 
-    /// How long the value under `key` has left, when the backend can tell
-    /// ([`Expiry`](fibcache_core::Expiry)).
-    pub(crate) async fn remaining(&self, n: u64, key: &str) -> Option<Duration> {
+    /// How long the key `key` has left ([`Expiry`](fibcache_core::Expiry)): `Some(None)`
+    /// when it has no lifetime or is not there, `None` when the backend cannot tell or failed.
+    pub(crate) async fn remaining(&self, n: u64, key: &str) -> Option<Option<Duration>> {
         let expiry = self.cache.expiry()?;
         self.call(n, key, "cache expiry", expiry.remaining(key))
             .await
-            .flatten()
     }
 
     /// Whether the store answered the last time it was asked.
@@ -157,9 +178,9 @@ impl GuardedCache {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    /// The backend's registered name.
-    pub(crate) fn name(&self) -> &str {
-        &self.backend
+    /// Whether the backend offers [`Expiry`](fibcache_core::Expiry).
+    pub(crate) fn offers_expiry(&self) -> bool {
+        self.cache.expiry().is_some()
     }
 
     /// Whether the backend offers claims ([`Claims`](fibcache_core::Claims)).
@@ -210,7 +231,7 @@ impl GuardedCache {
         F: Future<Output = fibcache_core::Result<T>> + Unpin,
     {
         if self.skipping() {
-            self.metrics.cache_errors.inc();
+            self.metrics.cache_error();
             return None;
         }
         match bounded(self.timeout, op).await {
@@ -261,22 +282,25 @@ impl GuardedCache {
     }
 
     fn failed(&self, err: &Error, n: u64, key: &str, what: &str) {
-        self.metrics.cache_errors.inc();
+        self.metrics.cache_error();
         let cause = err.chain();
         if err.is_unavailable() {
             self.skip(&cause);
+            // An outage is logged once, when it starts (and when it ends).
+            tracing::debug!(n, key, backend = %self.backend, cause = %cause, "{what} failed; computing");
+            return;
         }
         throttled!(self.warnings, n, key, backend = %self.backend, cause = %cause, "{what} failed; computing");
     }
 
     fn timed_out(&self, n: u64, key: &str, what: &str) {
-        self.metrics.cache_errors.inc();
+        self.metrics.cache_error();
         let cause = format!(
             "no answer within {}",
             humantime::format_duration(self.timeout)
         );
         self.skip(&cause);
-        throttled!(self.warnings, n, key, backend = %self.backend, cause = %cause, "{what} timed out; computing");
+        tracing::debug!(n, key, backend = %self.backend, cause = %cause, "{what} timed out; computing");
     }
 }
 
@@ -368,10 +392,41 @@ mod tests {
         assert_eq!(guard.lookup(1, "fib:1").await, Lookup::Failed);
         assert_eq!(store.0.load(Ordering::Relaxed), 2, "asked again after it");
         assert_eq!(
-            metrics.cache_errors.get(),
+            metrics.sample("fibcache_cache_errors_total") as u64,
             4,
             "failures and skips are counted"
         );
+    }
+
+    /// Counts the warnings logged while it is the default subscriber.
+    struct CountWarnings(Arc<AtomicU64>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountWarnings {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if *event.metadata().level() == tracing::Level::WARN {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_is_logged_once_however_long_it_lasts() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let warnings = Arc::new(AtomicU64::new(0));
+        let subscriber = tracing_subscriber::registry().with(CountWarnings(warnings.clone()));
+        let _default = tracing::subscriber::set_default(subscriber);
+        let metrics = Arc::new(Metrics::new());
+        let guard = GuardedCache::new(Arc::new(Down::default()), "down", SKIP_FOR, metrics);
+        for _ in 0..5 {
+            assert_eq!(guard.lookup(1, "fib:1").await, Lookup::Failed);
+            guard.write(1, "fib:1", 1, SKIP_FOR).await;
+            tokio::time::advance(SKIP_FOR * 2).await;
+        }
+        assert_eq!(warnings.load(Ordering::Relaxed), 1);
     }
 
     /// A store that answers with a failure for one key and works for the others.
@@ -396,6 +451,6 @@ mod tests {
         let guard = GuardedCache::new(Arc::new(Picky), "picky", SKIP_FOR, metrics.clone());
         assert_eq!(guard.lookup(3, "bad").await, Lookup::Failed);
         assert_eq!(guard.lookup(6, "good").await, Lookup::Value(8));
-        assert_eq!(metrics.cache_errors.get(), 1);
+        assert_eq!(metrics.sample("fibcache_cache_errors_total") as u64, 1);
     }
 }

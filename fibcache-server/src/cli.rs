@@ -30,7 +30,7 @@ pub use settings_args::SettingsArgs;
 
 use crate::logging::LogFormat;
 use crate::server::{bind, run, ConnLimits};
-use crate::App;
+use crate::{App, TierSpec};
 use settings_args::duration;
 
 /// The flags; name, version and description come from the [`About`] given to [`main`].
@@ -59,7 +59,7 @@ struct Args {
     max_connections: NonZeroUsize,
 
     /// How long in-flight requests may finish after SIGINT/SIGTERM, once the listener is
-    /// closed.
+    /// closed; a second SIGINT/SIGTERM exits at once (status 1).
     #[arg(long, env = "FIB_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
     shutdown_grace: Duration,
 
@@ -347,6 +347,9 @@ async fn serve(args: Args, about: About, backends: &[&'static Descriptor]) -> an
         shutdown_grace: args.shutdown_grace,
         shutdown_delay: args.shutdown_delay,
     };
+    let signals = ShutdownSignals::listen();
+    // Before "listening" too: SIGHUP's default action ends the process.
+    let reloads = reload_on_sighup(reloadable, app.clone());
     if tracing::enabled!(tracing::Level::INFO) {
         tracing::info!(
             addr = %local,
@@ -360,41 +363,32 @@ async fn serve(args: Args, about: About, backends: &[&'static Descriptor]) -> an
         // the log level hides info lines.
         eprintln!("{}: listening addr={local} backend={name}", about.name());
     }
-    let reloads = reload_on_sighup(reloadable, app.clone());
-    run(listener, app, limits, shutdown_signal()).await;
+    let served = run_until_signalled(signals, listener, app, limits).await;
     if let Some(reloads) = reloads {
         reloads.abort();
     }
+    served?;
     tracing::info!("stopped");
     Ok(())
 }
 
 /// The backends `spec` names (`memory`, or tiers nearest first: `memory+redis`), created from
-/// `config`, each checked as a single name is: unknown, not compiled in, or named twice is a
-/// start-up error.
+/// `config`, each checked as a single name is: a spec that does not parse ([`TierSpec`]), or a
+/// name unknown or not compiled in, is a start-up error.
 async fn tiers(
     registry: &Registry,
     spec: &str,
     config: &Config,
 ) -> anyhow::Result<Vec<(String, Arc<dyn Cache>)>> {
-    let names: Vec<&str> = spec.split('+').map(str::trim).collect();
-    let mut tiers: Vec<(String, Arc<dyn Cache>)> = Vec::with_capacity(names.len());
-    for (at, name) in names.iter().enumerate() {
-        if name.is_empty() {
-            return Err(startup(format!(
-                "--cache {spec:?} has an empty tier; name backends joined by `+`, nearest \
-                 first (e.g. memory+redis)"
-            )));
-        }
-        if names[..at].contains(name) {
-            return Err(startup(format!(
-                "backend `{name}` is listed twice in --cache {spec:?}; name each tier once"
-            )));
-        }
-        // Every name is checked before any backend is created.
+    let spec: TierSpec = spec
+        .parse()
+        .map_err(|err| startup(format!("--cache: {err}")))?;
+    // Every name is checked before any backend is created.
+    for name in spec.names() {
         registry.get(name).map_err(startup)?;
     }
-    for name in names {
+    let mut tiers: Vec<(String, Arc<dyn Cache>)> = Vec::with_capacity(spec.names().len());
+    for name in spec.names() {
         let cache = registry.create(name, config).await.map_err(startup)?;
         tiers.push((name.to_owned(), cache));
     }
@@ -465,27 +459,88 @@ fn reload_on_sighup(_plugins: Reloadable, _app: App) -> Option<tokio::task::Join
     None
 }
 
-/// Completes on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// The process's SIGINT and SIGTERM, listened for from the moment it is created (before the
+/// server says it listens, so that a signal sent right after is never the default "die at
+/// once").
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(err) => {
-                tracing::warn!(cause = %err, "cannot listen for SIGTERM; only SIGINT stops");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(signal) => Some(signal),
+                Err(err) => {
+                    tracing::warn!(cause = %err, signal = name, "cannot listen for this signal");
+                    None
+                }
+            };
+            ShutdownSignals {
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutdown requested"),
-            _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+        }
+        #[cfg(not(unix))]
+        ShutdownSignals {}
+    }
+
+    /// The name of the next SIGINT or SIGTERM, once it arrives.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = recv(&mut self.interrupt) => "SIGINT",
+                () = recv(&mut self.terminate) => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            "ctrl-c"
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!(signal = "ctrl-c", "shutdown requested");
+}
+
+/// [`run`] until the first SIGINT or SIGTERM, then its drain; a second signal during the drain
+/// stops waiting: an error, so that the process exits at once with status 1 and says why.
+async fn run_until_signalled(
+    mut signals: ShutdownSignals,
+    listener: tokio::net::TcpListener,
+    app: App,
+    limits: ConnLimits,
+) -> anyhow::Result<()> {
+    let (first, first_seen) = tokio::sync::oneshot::channel::<()>();
+    let server = run(listener, app, limits, async {
+        let _ = first_seen.await;
+    });
+    tokio::pin!(server);
+    tokio::select! {
+        () = &mut server => return Ok(()),
+        signal = signals.next() => {
+            tracing::info!(signal, "shutdown requested; a second signal exits at once");
+            let _ = first.send(());
+        }
+    }
+    tokio::select! {
+        () = server => Ok(()),
+        signal = signals.next() => Err(anyhow::anyhow!(
+            "{signal} during shutdown: exiting at once, without waiting for requests in progress"
+        )),
     }
 }

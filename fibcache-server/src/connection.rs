@@ -7,7 +7,9 @@
 //! one for `--header-timeout` (since it was opened, or since its last answer), is closed,
 //! whatever bytes it sent: a client that sends nothing, half a request head, or an HTTP/2
 //! preface and then no stream costs one connection slot for at most that long, on either
-//! protocol. The watchdog's timer is re-armed at most once per period, not per request.
+//! protocol. Bytes are not activity: a head trickled in one byte at a time, or an HTTP/2
+//! client's own PINGs, never re-arm it. The watchdog's timer is re-armed at most once per
+//! period, not per request.
 //!
 //! Closing is graceful: an idle HTTP/1 connection is closed, an HTTP/2 one is sent `GOAWAY`.
 //! A request that raced the watchdog still gets its answer; a connection with nothing in
@@ -16,23 +18,32 @@
 //! The watchdog runs as a task of its own and tells the connection through a [`CloseSignal`]:
 //! polling a timer and the shutdown token next to the connection, as `select!` would, cost a
 //! few hundred instructions on every wake-up of the connection, i.e. on every request.
+//!
+//! What the connection serves is any handler that turns a request into a response future: the
+//! [`App`](crate::App) itself, or a tower stack around it (see [`crate::serve`]). Everything
+//! hyper spawns beside the connection (the streams of an HTTP/2 connection) runs on the
+//! server's [`Spawner`], so that the server knows when the last of it is done.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use atomic_waker::AtomicWaker;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
-use crate::App;
+/// What a handler or a response body may fail with.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How long a connection told to close, with nothing in progress, has to do so.
 pub(crate) const LINGER: Duration = Duration::from_millis(200);
@@ -89,17 +100,15 @@ impl Drop for Busy {
 #[derive(Default)]
 struct CloseSignal {
     requested: AtomicBool,
-    /// The connection task's waker, replaced only when it changes (a task's waker does not).
-    waker: Mutex<Option<Waker>>,
+    /// The connection task's waker (`AtomicWaker` clones it only when it changes, and a
+    /// task's waker does not).
+    waker: AtomicWaker,
 }
 
 impl CloseSignal {
     fn request(&self) {
         self.requested.store(true, Ordering::Release);
-        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        self.waker.wake();
     }
 
     /// Whether closing was requested; if not, `cx` is woken when it is.
@@ -107,12 +116,7 @@ impl CloseSignal {
         if self.requested.load(Ordering::Acquire) {
             return true;
         }
-        {
-            let mut waker = self.waker.lock().unwrap_or_else(|e| e.into_inner());
-            if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *waker = Some(cx.waker().clone());
-            }
-        }
+        self.waker.register(cx.waker());
         // Requested between the first look and the waker being stored: seen here.
         self.requested.load(Ordering::Acquire)
     }
@@ -136,42 +140,72 @@ async fn idle_for(activity: &Activity, limit: Duration) {
     }
 }
 
-/// Serves one connection with `app` until the client is done, the connection has been idle
-/// for `idle_limit`, or `shutdown` is cancelled.
-pub(crate) async fn serve(
+/// Runs what hyper spawns beside a connection (the streams of an HTTP/2 connection) as tasks
+/// of the server's tracker, so that the server can wait for them.
+#[derive(Clone)]
+pub(crate) struct Spawner(pub(crate) TaskTracker);
+
+impl<F> hyper::rt::Executor<F> for Spawner
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        self.0.spawn(future);
+    }
+}
+
+/// How the server tells its connections to stop.
+#[derive(Clone)]
+pub(crate) struct Stop {
+    /// Cancelled when the server shuts down: finish what is in progress, then close.
+    pub(crate) close: CancellationToken,
+    /// Cancelled once the grace period is over: drop the connection now.
+    pub(crate) abort: CancellationToken,
+}
+
+/// Serves one connection with `handler` until the client is done, the connection has been
+/// idle for `idle_limit`, or the server stops.
+pub(crate) async fn serve<H, F, B, E>(
     stream: TcpStream,
     peer: SocketAddr,
-    app: App,
-    builder: Arc<auto::Builder<hyper_util::rt::TokioExecutor>>,
+    handler: H,
+    builder: Arc<auto::Builder<Spawner>>,
     idle_limit: Duration,
-    shutdown: CancellationToken,
-) {
+    stop: Stop,
+) where
+    H: Fn(Request<Incoming>) -> F + Send + 'static,
+    F: Future<Output = Result<Response<B>, E>> + Send + 'static,
+    E: Into<BoxError> + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let activity = Arc::new(Activity::new());
     let service = {
         let activity = activity.clone();
         service_fn(move |req| {
             let busy = Busy::start(&activity);
-            let answer = app.handle(req);
+            let answer = handler(req);
             async move {
                 let response = answer.await;
                 drop(busy);
-                Ok::<_, Infallible>(response)
+                response
             }
         })
     };
     let signal = Arc::new(CloseSignal::default());
-    let watchdog = tokio::spawn({
-        let (activity, signal) = (activity.clone(), signal.clone());
+    let _watchdog = AbortOnDropHandle::new(tokio::spawn({
+        let (activity, signal, close) = (activity.clone(), signal.clone(), stop.close);
         async move {
             let why = tokio::select! {
                 () = idle_for(&activity, idle_limit) => "idle",
-                () = shutdown.cancelled() => "shutting down",
+                () = close.cancelled() => "shutting down",
             };
             tracing::debug!(%peer, why, "closing connection");
             signal.request();
         }
-    });
-    let _watchdog = AbortOnDrop(watchdog);
+    }));
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let served = std::future::poll_fn(|cx| {
@@ -187,6 +221,10 @@ pub(crate) async fn serve(
     loop {
         tokio::select! {
             result = conn.as_mut() => return finished(peer, result),
+            () = stop.abort.cancelled() => {
+                tracing::debug!(%peer, "server stopped; dropping the connection");
+                return;
+            }
             () = tokio::time::sleep(LINGER) => {
                 if !activity.busy() {
                     tracing::debug!(%peer, "connection did not close in time; dropping it");
@@ -197,17 +235,7 @@ pub(crate) async fn serve(
     }
 }
 
-/// Aborts a task when dropped: the connection's watchdog when the connection is done, a
-/// claim's renewal when its computation is, however either ends.
-pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-fn finished(peer: SocketAddr, result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+fn finished(peer: SocketAddr, result: Result<(), BoxError>) {
     if let Err(err) = result {
         tracing::debug!(%peer, cause = %err, "connection ended with an error");
     }

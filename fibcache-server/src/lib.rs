@@ -20,8 +20,10 @@
 //!
 //! # Overview
 //! - [`app`]: [`App`], [`Settings`], routing and responses.
-//! - [`engine`]: the request path of `GET /fib/{n}` ([`Engine::fib`]): cache, coalescing,
-//!   the bounded computation pool, cancellation and timeouts.
+//! - [`engine`]: the request path of `GET /fib/{n}` ([`Engine::fib`]): cache tiers
+//!   ([`TierSpec`]), single-flight, the bounded computation pool with admission by cost,
+//!   coalescing across instances, cancellation and timeouts.
+//! - [`fib`]: the workload, the slow Fibonacci, and its cost estimate.
 //! - [`server`]: [`run`] (the accept loop, connection limits, graceful shutdown).
 //! - [`metrics`]: the Prometheus series.
 //! - [`cli`]: flags and environment variables, start-up and exit codes; with the feature
@@ -79,17 +81,22 @@ pub mod cli;
 mod cluster;
 mod connection;
 pub mod engine;
+pub mod fib;
+mod flight;
 mod logging;
 pub mod metrics;
 mod openapi;
+mod pool;
 pub mod server;
 mod settings;
 mod throttle;
+mod tiers;
 
 pub use app::App;
-pub use engine::Engine;
-pub use server::{run, ConnLimits};
+pub use engine::{Answer, Engine};
+pub use server::{run, serve, ConnLimits};
 pub use settings::{Settings, SettingsBuilder, SettingsError};
+pub use tiers::{TierSpec, TierSpecError, UNKNOWN_LIFETIME};
 
 /// Every backend compiled into this binary, by name: the ones of `fibcache-core` and
 /// `fibcache-backends` that its features enable (named explicitly, so the linker cannot drop

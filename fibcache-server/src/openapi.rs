@@ -94,8 +94,8 @@ mod tests {
 
     use super::*;
     use crate::app::{fixed_paths, FIB_PREFIX};
+    use crate::fib;
     use crate::{App, Settings};
-    use fibcache_core::fib;
 
     fn parsed(max_n: u64) -> Value {
         serde_json::from_slice(&document(max_n, "")).unwrap()

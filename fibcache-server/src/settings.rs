@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use fibcache_core::Config;
 
-use fibcache_core::fib;
+use crate::fib;
 
 /// The per-request settings of the app (the flags of the same names).
 ///

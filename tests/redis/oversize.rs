@@ -5,8 +5,8 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use fibcache_core::fib::{fib_fast, MAX_VALUE_LEN};
 use fibcache_core::{Config, Error};
+use fibcache_server::fib::{fib_fast, MAX_VALUE_LEN};
 
 use crate::server::{fib, server_on, stored};
 use crate::support::redis_server::RedisServer;
@@ -76,7 +76,9 @@ async fn with_a_bound_a_longer_value_is_refused_without_being_read() {
 #[tokio::test]
 async fn without_a_bound_a_read_is_a_plain_get() {
     let redis = RedisServer::start();
-    let cache = create(&config_for(&redis.url())).await.unwrap();
+    let cache = create(&config_for(&redis.url()).without_max_value_len())
+        .await
+        .unwrap();
     let long = "a value longer than nineteen bytes";
     assert_eq!(redis.command(&["SET", "fib:long", long]), "+OK");
     assert_eq!(cache.get("fib:long").await.unwrap().as_deref(), Some(long));
@@ -128,13 +130,12 @@ async fn stop(mut server: support::Server) -> String {
     tokio::task::spawn_blocking(move || {
         let status = server.signal_and_wait("TERM", Duration::from_secs(30));
         assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", server.log());
-        for _ in 0..100 {
-            if server.log().contains("stopped") {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server.log()
+        // The process has exited, so its log is complete once the reader has drained it.
+        support::eventually(
+            "the log ends with `stopped`",
+            Duration::from_secs(5),
+            || Some(server.log()).filter(|log| log.contains("stopped")),
+        )
     })
     .await
     .unwrap()

@@ -311,9 +311,11 @@ mod tests {
         assert!(config.first().redis_settings().password().is_none());
         assert_eq!(
             config.max_value_len(),
-            None,
-            "no bound unless the caller sets one"
+            Some(fibcache_core::DEFAULT_MAX_VALUE_LEN),
+            "the default bound unless the caller sets one"
         );
+        let unbounded = RedisConfig::from_config(&clean().without_max_value_len()).unwrap();
+        assert_eq!(unbounded.max_value_len(), None);
         let bounded = clean().with_max_value_len(NonZeroUsize::new(19).unwrap());
         let config = RedisConfig::from_config(&bounded).unwrap();
         assert_eq!(config.max_value_len(), NonZeroUsize::new(19));

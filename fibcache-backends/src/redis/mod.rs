@@ -58,8 +58,9 @@
 //! cost it about 3.5 times). A key of another type still fails with Redis's `WRONGTYPE` reply.
 //!
 //! # Capabilities
-//! [`Expiry`] is `PTTL`; [`Claims`] are `SET key token NX PX <ms>` and two Lua scripts (see
-//! `capabilities.rs`). A Redis ACL user needs `PING`, `GET`, `GETRANGE`, `EXISTS`, `SET`,
+//! [`Expiry`] is `PTTL`, and [`Cache::get_with_remaining`] reads the value (bounded as above)
+//! and its `PTTL` in one pipeline, so that a copy made from it never outlives it. [`Claims`]
+//! are `SET key token NX PX <ms>` and two Lua scripts (see `capabilities.rs`). A Redis ACL user needs `PING`, `GET`, `GETRANGE`, `EXISTS`, `SET`,
 //! `PTTL`, `EVALSHA`, `EVAL`, `PEXPIRE` and `DEL` (the last three run inside the scripts), and
 //! `CLUSTER SLOTS` in cluster mode.
 //!
@@ -77,8 +78,10 @@
 //! - A claim is as safe as Redis makes it: with a cluster node lost and its slots moved to a
 //!   replica that had not received a claim yet, two servers may both hold one. Claims save
 //!   work; they never decide an answer.
-//! - Losing Redis and getting it back are each logged once, when an operation sees it; an
-//!   operation the caller abandons before the client gives up logs nothing.
+//! - Losing Redis and getting it back are logged at debug level only, once each, when an
+//!   operation sees it: the caller reports outages (the fibcache server logs each once, for
+//!   every backend alike), so an outage is not logged twice. An operation the caller abandons
+//!   before the client gives up logs nothing.
 //! - Settings are read once, at creation. If the server's password changes while fibcache
 //!   runs, reconnecting fails and operations fail until fibcache is restarted with the new
 //!   one.
@@ -110,7 +113,24 @@ const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
 /// A Redis-backed [`Cache`], to one server or a Redis Cluster, cheap to clone (clones share
 /// one connection). It offers both optional capabilities, [`Expiry`] and [`Claims`].
 ///
-/// Create it through the registry (`FIB_CACHE=redis`) or with [`RedisCache::connect`].
+/// Create it through the registry (`FIB_CACHE=redis`) or with [`RedisCache::connect`]:
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> fibcache_core::Result<()> {
+/// use std::time::Duration;
+/// use fibcache_backends::redis::{RedisCache, RedisConfig};
+/// use fibcache_core::{Cache, Config};
+///
+/// // Settings as the registry reads them: explicit ones first, then the environment.
+/// let config = Config::default().with_var("REDIS_URL", "redis://127.0.0.1:6379/0");
+/// let cache = RedisCache::connect(RedisConfig::from_config(&config)?).await?;
+/// cache.set("fib:10", "55", Duration::from_secs(15)).await?;
+/// assert_eq!(cache.get("fib:10").await?.as_deref(), Some("55"));
+/// // It offers both capabilities.
+/// assert!(cache.expiry().is_some() && cache.claims().is_some());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct RedisCache {
     inner: Arc<Inner>,
@@ -231,6 +251,34 @@ impl Cache for RedisCache {
         bounded(&self.inner.config, key, head, exists, max)
     }
 
+    async fn get_with_remaining(&self, key: &str) -> Result<Option<(String, Option<Duration>)>> {
+        // One round trip: the value (bounded as in `get`) then its lifetime. `PTTL` runs after
+        // the read, so the lifetime it reports never overstates the value's; a key that
+        // expired in between answers -2 and reads as no value.
+        let mut read = redis::pipe();
+        match self.inner.config.max_value_len() {
+            Some(max) => read.cmd("GETRANGE").arg(key).arg(0).arg(max.get()),
+            None => read.cmd("GET").arg(key),
+        };
+        read.cmd("PTTL").arg(key);
+        let answer = read.query_async(&mut self.inner.connection.clone()).await;
+        let (head, ms): (Option<Vec<u8>>, i64) = self.inner.observe(answer)?;
+        // -2: no such key; -1: a key without a lifetime; 0: one that is expiring now.
+        let left = match ms {
+            -2 => return Ok(None),
+            ms if ms > 0 => Some(Duration::from_millis(ms as u64)),
+            -1 => None,
+            _ => return Ok(None),
+        };
+        let max = self
+            .inner
+            .config
+            .max_value_len()
+            .unwrap_or(NonZeroUsize::MAX);
+        let value = bounded(&self.inner.config, key, head.unwrap_or_default(), true, max)?;
+        Ok(value.map(|value| (value, left)))
+    }
+
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(value).arg("PX").arg(ttl_millis(ttl));
@@ -267,7 +315,7 @@ impl Inner {
                 if !self.healthy.load(Ordering::Relaxed)
                     && !self.healthy.swap(true, Ordering::Relaxed)
                 {
-                    tracing::info!(
+                    tracing::debug!(
                         backend = "redis",
                         endpoint = self.config.endpoint(),
                         "redis answers again"
@@ -280,11 +328,11 @@ impl Inner {
                 if error.is_unavailable() && self.healthy.swap(false, Ordering::Relaxed) {
                     let cause = std::error::Error::source(&error)
                         .map_or_else(|| error.to_string(), ToString::to_string);
-                    tracing::warn!(
+                    tracing::debug!(
                         backend = "redis",
                         endpoint = self.config.endpoint(),
                         cause = %cause,
-                        "lost redis; requests compute until it answers again"
+                        "lost redis"
                     );
                 }
                 Err(error)

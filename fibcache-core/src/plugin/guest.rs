@@ -1,53 +1,63 @@
 //! The plugin side of the boundary: the `extern "C"` functions behind the handshake that
 //! [`export_plugin!`](crate::export_plugin) writes.
 //!
-//! Each plugin carries its own copy of this module. It owns a small tokio runtime, created the
-//! first time an operation needs one, because the plugin's tokio is not the host's: a future
-//! of the plugin can only be driven by a runtime of the plugin's own copy.
+//! Each plugin carries its own copy of this module. It owns a small tokio runtime, started by
+//! `init`, because the plugin's tokio is not the host's: a future of the plugin can only be
+//! driven by a runtime of the plugin's own copy.
 //!
-//! An operation is polled once, inline, on the caller's thread inside that runtime's context;
-//! only if it is not finished then is it spawned onto the runtime. A synchronous backend
-//! therefore answers before the call returns, with no thread hop, and an asynchronous one
-//! (Redis) goes on in the plugin while the host's worker is free.
+//! # Every operation runs on the plugin's runtime, never on the caller's thread
+//! An operation (`create`, `get`, `set`, and the capabilities' `remaining`, `claim`, `renew`,
+//! `release_claim`) copies its arguments, spawns its future onto the plugin's runtime and
+//! returns: the host's thread, an async worker of the server, is back at once whatever the
+//! backend does. Polling the future once inline first would save a synchronous backend the
+//! thread hop, but the first poll is the backend's own code, and a backend that blocks there
+//! (`std::thread::sleep`, a blocking client, a lock held elsewhere; none of which
+//! `#![forbid(unsafe_code)]` rules out) would block the server's worker, where no timer of
+//! the host can interrupt it. The hop costs a spawn and two wake-ups per operation (one of a
+//! plugin thread, one of the waiting host task): an in-memory hit through a plugin goes from
+//! well under a microsecond to microseconds or tens of them, the more where threads are
+//! parked and cores are shared (`benches/plugin.rs` measures it). That is the price of the
+//! guarantee; a server whose hits must be cheapest puts the built-in `memory` tier in front
+//! of a plugin.
+//!
+//! A backend that blocks therefore blocks a thread of its own runtime. When both are
+//! blocked, the operations queue on the runtime, the host's calls still return at once, and
+//! the host's time limit answers each waiting request (the server then skips the cache for a
+//! moment, so only a few operations a second join the queue). The host never waits for the
+//! plugin.
+//!
+//! What this cannot cover, as no loader can: a plugin whose exported functions themselves
+//! block, which a plugin written with `export_plugin!` never does. `capabilities`,
+//! `backend_count` and `backend_info` run on the caller's thread, at load and once per
+//! instance, and only call the cache's `expiry()` and `claims()` or read the registrations.
 //!
 //! Invariants: every function here catches panics and answers its `done` exactly once (a
 //! [`Reply`] that is dropped unsent answers a failure), and copies what it keeps of the
-//! host's arguments before it returns or defers anything.
-//!
-//! # Panics are reported once, by the host
-//! A panic inside an operation ([`catch`]) is answered as [`Status::PANICKED`] with its message
-//! and location, and the host reports it like any other failure of the backend: for a cache
-//! call, through the server's cache guard, which logs one warning a second with the number
-//! held back. So the panic hook this module installs stays silent about such a panic; it only
-//! hands the location to [`catch`]. Logging it here as well would write one line per panic
-//! (a backend that panics on every `get` wrote tens of thousands a second) beside the host's
-//! throttled one, and two places would each think they were responsible. The hook logs, as an
-//! ERROR event forwarded to the host, only the panics that no reply carries: those outside an
-//! operation (a task the backend spawned on the plugin's runtime, a backend's `Drop` in
-//! `release`, `backend_count`, `backend_info`) and the rare one that unwinds through a reply
-//! before the message could be put in it. Those are not throttled. A panic that the backend
-//! catches itself inside an operation is not logged at all, as it is not a failure.
+//! host's arguments before it returns or defers anything. How panics are reported: see
+//! [`reply`].
 
-use std::any::Any;
-use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::mem::{size_of, ManuallyDrop};
+use std::mem::size_of;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll, Waker};
 
 use tokio::runtime::Runtime;
 
 use super::abi::{
-    read_extensible, BackendInfo, Done, Extensible, FfiConfig, FfiDuration, Handshake, HostApi,
-    Instance, PluginApi, RStr, Status, ABI_VERSION,
+    answer_of_bool, read_extensible, remaining_to_text, BackendInfo, Capabilities, Done,
+    Extensible, FfiConfig, FfiDuration, Handshake, HostApi, Instance, PluginApi, RStr, Status,
+    ABI_VERSION,
 };
 use super::log;
 use crate::registry::{Descriptor, Registration};
 use crate::{Cache, Error};
+use reply::{guarded, install_panic_hook, take, CatchUnwind, Reply};
+
+mod reply;
+#[cfg(test)]
+mod tests;
 
 /// The crate whose backends a plugin exports: `export_plugin!` implements it for a type of
 /// its own, because the `init` of the function table needs the crate's name and a function
@@ -83,6 +93,11 @@ impl<P: ExportedCrate> Table<P> {
         get,
         set,
         release,
+        capabilities: Some(capabilities),
+        remaining: Some(remaining),
+        claim: Some(claim),
+        renew: Some(renew),
+        release_claim: Some(release_claim),
     };
 }
 
@@ -119,6 +134,8 @@ unsafe extern "C" fn init<P: ExportedCrate>(host: *const HostApi, ctx: *mut c_vo
         // SAFETY: the caller guarantees the log context for as long as the process runs.
         unsafe { log::install(&host) };
         install_panic_hook();
+        // Started here, at load, so that no operation pays for it (or fails on it).
+        runtime();
         take(slot).send(Status::OK, "", std::ptr::null());
     });
 }
@@ -129,55 +146,6 @@ fn too_small(what: &str, size: usize, mandatory: usize) -> String {
         "the host's {what} has {size} bytes, fewer than the {mandatory} of plugin ABI \
          {ABI_VERSION}; the host is broken"
     )
-}
-
-thread_local! {
-    /// Whether a panic on this thread now is caught by [`catch`] and answered to the host.
-    static CATCHING: Cell<bool> = const { Cell::new(false) };
-    /// What the hook saw of the last panic [`catch`] is about to catch on this thread.
-    static CAUGHT: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Routes the plugin's panic messages (its own `std`'s hook) to the host instead of writing
-/// them to stderr behind the host's back: a panic that [`catch`] answers is left to the host
-/// (see the module documentation), any other is logged as an ERROR event.
-fn install_panic_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            let mut text = panic_message(info.payload());
-            if let Some(at) = info.location() {
-                text = format!("{text} (at {at})");
-            }
-            // `try_with`: a panic while the thread's locals are being destroyed is logged.
-            if CATCHING.try_with(Cell::get).unwrap_or(false) {
-                let _ = CAUGHT.try_with(|caught| *caught.borrow_mut() = Some(text));
-            } else {
-                log_panic(&text);
-            }
-        }));
-    });
-}
-
-/// Logs a panic that no reply carries to the host.
-fn log_panic(text: &str) {
-    tracing::error!(target: "fibcache::plugin::panic", "the plugin panicked: {text}");
-}
-
-/// Runs `f`, turning a panic into the text a [`Status::PANICKED`] reply carries: its message
-/// and, when the hook saw it, where it happened. The hook does not log such a panic.
-fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
-    let _ = CAUGHT.try_with(|caught| caught.borrow_mut().take());
-    let outer = CATCHING.replace(true);
-    let result = catch_unwind(AssertUnwindSafe(f));
-    CATCHING.set(outer);
-    result.map_err(|payload| {
-        CAUGHT
-            .try_with(|caught| caught.borrow_mut().take())
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic_message(&*payload))
-    })
 }
 
 unsafe extern "C" fn backend_count() -> usize {
@@ -217,9 +185,8 @@ unsafe extern "C" fn create(index: usize, config: *const FfiConfig, ctx: *mut c_
             return take(slot).send(Status::FAILED, &message, std::ptr::null());
         };
         let factory = reg.factory();
-        let runtime = runtime();
         let reply = take(slot);
-        drive(runtime, async move {
+        drop(runtime().spawn(async move {
             match CatchUnwind(factory(&config)).await {
                 Ok(Ok(cache)) => {
                     let instance = Box::into_raw(Box::new(cache)).cast::<Instance>();
@@ -228,70 +195,197 @@ unsafe extern "C" fn create(index: usize, config: *const FfiConfig, ctx: *mut c_
                 Ok(Err(err)) => reply.fail(&err),
                 Err(panic) => reply.panicked(&panic),
             }
-        });
+        }));
     });
 }
 
-unsafe extern "C" fn get(instance: *const Instance, key: RStr, ctx: *mut c_void, done: Done) {
+unsafe extern "C" fn get(instance: *const Instance, key: RStr<'_>, ctx: *mut c_void, done: Done) {
     guarded(Reply { ctx, done }, |slot| {
         // SAFETY: the host passes an instance it has not released, and a key valid for the
         // call; both are copied (an `Arc` clone, a `String`) before anything is deferred.
-        let (cache, key) = unsafe { (cache_of(instance).clone(), key.to_str()) };
-        let Some(key) = key.map(str::to_owned) else {
+        let (cache, key) = unsafe { (cache_of(instance).clone(), owned(key)) };
+        let Some(key) = key else {
             return take(slot).send(Status::FAILED, "key is not UTF-8", std::ptr::null());
         };
-        let runtime = runtime();
-        let reply = take(slot);
-        drive(runtime, async move {
-            match CatchUnwind(cache.get(&key)).await {
-                Ok(Ok(Some(value))) => reply.send(Status::OK, &value, std::ptr::null()),
-                Ok(Ok(None)) => reply.send(Status::ABSENT, "", std::ptr::null()),
-                Ok(Err(err)) => reply.fail(&err),
-                Err(panic) => reply.panicked(&panic),
-            }
+        spawn(take(slot), async move {
+            Ok(match cache.get(&key).await? {
+                Some(value) => (Status::OK, value),
+                None => (Status::ABSENT, String::new()),
+            })
         });
     });
 }
 
 unsafe extern "C" fn set(
     instance: *const Instance,
-    key: RStr,
-    value: RStr,
+    key: RStr<'_>,
+    value: RStr<'_>,
     ttl: FfiDuration,
     ctx: *mut c_void,
     done: Done,
 ) {
     guarded(Reply { ctx, done }, |slot| {
         // SAFETY: as in `get`; the strings are copied before anything is deferred.
-        let (cache, key, value) =
-            unsafe { (cache_of(instance).clone(), key.to_str(), value.to_str()) };
-        let (Some(key), Some(value)) = (key.map(str::to_owned), value.map(str::to_owned)) else {
+        let (cache, key, value) = unsafe { (cache_of(instance).clone(), owned(key), owned(value)) };
+        let (Some(key), Some(value)) = (key, value) else {
             let message = "key or value is not UTF-8";
             return take(slot).send(Status::FAILED, message, std::ptr::null());
         };
-        let runtime = runtime();
-        let reply = take(slot);
-        drive(runtime, async move {
-            match CatchUnwind(cache.set(&key, &value, ttl.into())).await {
-                Ok(Ok(())) => reply.send(Status::OK, "", std::ptr::null()),
-                Ok(Err(err)) => reply.fail(&err),
-                Err(panic) => reply.panicked(&panic),
-            }
+        spawn(take(slot), async move {
+            cache.set(&key, &value, ttl.into()).await?;
+            Ok((Status::OK, String::new()))
         });
     });
+}
+
+unsafe extern "C" fn capabilities(instance: *const Instance) -> Capabilities {
+    // SAFETY: the host passes an instance it has not released.
+    let cache = unsafe { cache_of(instance) };
+    // A panic in `expiry()` or `claims()` offers nothing; it is logged by the panic hook.
+    catch_unwind(AssertUnwindSafe(|| Capabilities::of(&**cache))).unwrap_or(Capabilities::NONE)
+}
+
+unsafe extern "C" fn remaining(
+    instance: *const Instance,
+    key: RStr<'_>,
+    ctx: *mut c_void,
+    done: Done,
+) {
+    guarded(Reply { ctx, done }, |slot| {
+        // SAFETY: as in `get`.
+        let (cache, key) = unsafe { (cache_of(instance).clone(), owned(key)) };
+        let Some(key) = key else {
+            return take(slot).send(Status::FAILED, "key is not UTF-8", std::ptr::null());
+        };
+        spawn(take(slot), async move {
+            let expiry = cache.expiry().ok_or_else(|| not_offered("expiry"))?;
+            Ok(match expiry.remaining(&key).await? {
+                Some(left) => (Status::OK, remaining_to_text(left)),
+                None => (Status::ABSENT, String::new()),
+            })
+        });
+    });
+}
+
+/// A claim operation: `claim`, `renew` or `release`.
+#[derive(Clone, Copy)]
+enum ClaimOp {
+    Claim(FfiDuration),
+    Renew(FfiDuration),
+    Release,
+}
+
+unsafe extern "C" fn claim(
+    instance: *const Instance,
+    key: RStr<'_>,
+    token: RStr<'_>,
+    ttl: FfiDuration,
+    ctx: *mut c_void,
+    done: Done,
+) {
+    // SAFETY: forwarded from the host, under the same contract.
+    unsafe {
+        claim_op(
+            instance,
+            key,
+            token,
+            ClaimOp::Claim(ttl),
+            Reply { ctx, done },
+        )
+    }
+}
+
+unsafe extern "C" fn renew(
+    instance: *const Instance,
+    key: RStr<'_>,
+    token: RStr<'_>,
+    ttl: FfiDuration,
+    ctx: *mut c_void,
+    done: Done,
+) {
+    // SAFETY: as in `claim`.
+    unsafe {
+        claim_op(
+            instance,
+            key,
+            token,
+            ClaimOp::Renew(ttl),
+            Reply { ctx, done },
+        )
+    }
+}
+
+unsafe extern "C" fn release_claim(
+    instance: *const Instance,
+    key: RStr<'_>,
+    token: RStr<'_>,
+    ctx: *mut c_void,
+    done: Done,
+) {
+    // SAFETY: as in `claim`.
+    unsafe { claim_op(instance, key, token, ClaimOp::Release, Reply { ctx, done }) }
+}
+
+/// Runs one claim operation on the instance's [`Claims`](crate::Claims).
+///
+/// # Safety
+/// As for `get`: an instance the host has not released, strings valid for the call.
+unsafe fn claim_op(
+    instance: *const Instance,
+    key: RStr<'_>,
+    token: RStr<'_>,
+    op: ClaimOp,
+    reply: Reply,
+) {
+    guarded(reply, |slot| {
+        // SAFETY: see the function's contract; everything is copied before it is deferred.
+        let (cache, key, token) = unsafe { (cache_of(instance).clone(), owned(key), owned(token)) };
+        let (Some(key), Some(token)) = (key, token) else {
+            let message = "key or token is not UTF-8";
+            return take(slot).send(Status::FAILED, message, std::ptr::null());
+        };
+        spawn(take(slot), async move {
+            let claims = cache.claims().ok_or_else(|| not_offered("claims"))?;
+            let yes = match op {
+                ClaimOp::Claim(ttl) => claims.claim(&key, &token, ttl.into()).await?,
+                ClaimOp::Renew(ttl) => claims.renew(&key, &token, ttl.into()).await?,
+                ClaimOp::Release => claims.release(&key, &token).await?,
+            };
+            Ok((answer_of_bool(yes), String::new()))
+        });
+    });
+}
+
+/// The failure of an operation of a capability that the instance does not offer (a host that
+/// did not ask, or ignored the answer).
+fn not_offered(capability: &str) -> Error {
+    Error::backend(
+        "plugin",
+        format!("this instance does not offer the `{capability}` capability"),
+    )
+}
+
+/// An owned copy of a string the host passed, or `None` when it is not UTF-8.
+///
+/// # Safety
+/// `s` must be valid for the call.
+unsafe fn owned(s: RStr<'_>) -> Option<String> {
+    // SAFETY: see the function's contract.
+    unsafe { s.to_str() }.map(str::to_owned)
 }
 
 unsafe extern "C" fn release(instance: *const Instance) {
     if instance.is_null() {
         return;
     }
-    // A panic in a backend's `Drop` is swallowed: there is nobody left to tell.
+    // SAFETY: `instance` came from `Box::into_raw` in `create`, and the host releases each
+    // instance once, after its last call.
+    let cache = unsafe { Box::from_raw(instance.cast::<Arc<dyn Cache>>().cast_mut()) };
+    // Dropped on the runtime, like any other of the backend's code: a client's `Drop` may
+    // block, or need the runtime it was made in (a connection's task). A panic there is
+    // logged by the panic hook; there is nobody else left to tell.
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        // Dropping a client may need the runtime it was made in (a connection's task).
-        let _context = runtime().enter();
-        // SAFETY: `instance` came from `Box::into_raw` in `create`, and the host releases
-        // each instance once, after its last call.
-        drop(unsafe { Box::from_raw(instance.cast::<Arc<dyn Cache>>().cast_mut()) });
+        drop(runtime().spawn(async move { drop(cache) }))
     }));
 }
 
@@ -318,166 +412,14 @@ fn runtime() -> &'static Runtime {
     })
 }
 
-/// Polls `task` once on this thread inside `runtime`'s context, and spawns it there only if
-/// it is not finished.
-///
-/// The first poll uses a no-op waker: if the task is pending, the spawned task polls it again
-/// at once with a real waker, so a wake-up that happened in between is not lost.
-fn drive(runtime: &'static Runtime, task: impl Future<Output = ()> + Send + 'static) {
-    let _context = runtime.enter();
-    let mut task = Box::pin(task);
-    let mut cx = Context::from_waker(Waker::noop());
-    if task.as_mut().poll(&mut cx).is_pending() {
-        drop(runtime.spawn(task));
-    }
-}
-
-/// The host's completion callback for one operation; answers exactly once.
-///
-/// Sending consumes it; dropping it unsent (the task was dropped, or a panic unwound through
-/// it) answers with a failure instead, so the host never waits forever.
-struct Reply {
-    ctx: *mut c_void,
-    done: Done,
-}
-
-// SAFETY: the protocol lets the plugin call `done` with `ctx` from any thread.
-unsafe impl Send for Reply {}
-
-impl Reply {
-    fn send(self, status: Status, text: &str, instance: *const Instance) {
-        let this = ManuallyDrop::new(self);
-        // SAFETY: `done` and `ctx` are the host's, called once (the `Drop` is skipped), with a
-        // text borrowed for the duration of the call.
-        unsafe { (this.done)(this.ctx, status, RStr::new(text), instance) }
-    }
-
-    fn fail(self, err: &Error) {
-        let (status, text) = Status::of_error(err);
-        self.send(status, &text, std::ptr::null());
-    }
-
-    fn panicked(self, text: &str) {
-        self.send(Status::PANICKED, text, std::ptr::null());
-    }
-}
-
-impl Drop for Reply {
-    fn drop(&mut self) {
-        let (status, text) = if std::thread::panicking() {
-            (Status::PANICKED, "the plugin panicked")
-        } else {
-            (
-                Status::FAILED,
-                "the plugin dropped the operation before it finished",
-            )
-        };
-        // SAFETY: as in `send`; reached only when `send` was not.
-        unsafe { (self.done)(self.ctx, status, RStr::new(text), std::ptr::null()) }
-    }
-}
-
-/// Runs `body` with the reply in a slot, answering [`Status::PANICKED`] with the message if it
-/// panics before taking the reply out.
-fn guarded(reply: Reply, body: impl FnOnce(&mut Option<Reply>)) {
-    let mut slot = Some(reply);
-    if let Err(text) = catch(|| body(&mut slot)) {
-        match slot.take() {
-            Some(reply) => reply.panicked(&text),
-            // The reply was out and answered without the message as it was dropped: nobody
-            // else will report this panic.
-            None => log_panic(&text),
+/// Runs `op` on the plugin's runtime and answers `reply` with what it returns: a status and
+/// its text, an error, or the panic that ended it. Returns at once.
+fn spawn(reply: Reply, op: impl Future<Output = crate::Result<(Status, String)>> + Send + 'static) {
+    drop(runtime().spawn(async move {
+        match CatchUnwind(Box::pin(op)).await {
+            Ok(Ok((status, text))) => reply.send(status, &text, std::ptr::null()),
+            Ok(Err(err)) => reply.fail(&err),
+            Err(panic) => reply.panicked(&panic),
         }
-    }
-}
-
-fn take(slot: &mut Option<Reply>) -> Reply {
-    slot.take().expect("the reply is taken once")
-}
-
-/// A future that turns a panic while polling `F` into an `Err` with the text a
-/// [`Status::PANICKED`] reply carries (see [`catch`]).
-struct CatchUnwind<F>(F);
-
-impl<F: Future + Unpin> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, String>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = &mut self.0;
-        match catch(|| Pin::new(inner).poll(cx)) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
-            Err(panic) => Poll::Ready(Err(panic)),
-        }
-    }
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-string payload".to_owned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-
-    use super::*;
-
-    struct Fixture;
-
-    impl ExportedCrate for Fixture {
-        const NAME: &'static str = "guest-test";
-        const VERSION: &'static str = "0.0.0";
-    }
-
-    /// Where [`record`] puts an answer.
-    type Answer = Mutex<Option<(Status, String)>>;
-
-    /// A `done` that keeps the answer in the [`Answer`] `ctx` points to.
-    unsafe extern "C" fn record(ctx: *mut c_void, status: Status, text: RStr, _: *const Instance) {
-        // SAFETY: the tests pass an `Answer` that outlives the call, and a text valid for it.
-        let (answer, text) = unsafe { (&*ctx.cast::<Answer>(), text.to_string_lossy()) };
-        *answer.lock().unwrap() = Some((status, text));
-    }
-
-    /// What a host that wrote only a `size` of 8 bytes gets back from `call`.
-    fn answer_to_a_struct_of_8_bytes(call: impl FnOnce(*const usize, *mut c_void)) -> String {
-        let size: usize = 8;
-        let answer = Answer::default();
-        call(&size, std::ptr::from_ref(&answer).cast_mut().cast());
-        let (status, text) = answer.into_inner().unwrap().expect("answered");
-        assert_eq!(status, Status::FAILED, "{text}");
-        text
-    }
-
-    #[test]
-    fn a_host_table_smaller_than_the_mandatory_part_is_refused() {
-        let text = answer_to_a_struct_of_8_bytes(|host, ctx| {
-            // SAFETY: a readable `size` that says nothing else is there; `ctx` is an `Answer`.
-            unsafe { init::<Fixture>(host.cast(), ctx, record) }
-        });
-        let expected = format!(
-            "host table has 8 bytes, fewer than the {}",
-            HostApi::MANDATORY
-        );
-        assert!(text.contains(&expected), "{text}");
-    }
-
-    #[test]
-    fn a_config_smaller_than_the_mandatory_part_is_refused() {
-        let text = answer_to_a_struct_of_8_bytes(|config, ctx| {
-            // SAFETY: as above.
-            unsafe { create(0, config.cast(), ctx, record) }
-        });
-        let expected = format!(
-            "config has 8 bytes, fewer than the {}",
-            FfiConfig::MANDATORY
-        );
-        assert!(text.contains(&expected), "{text}");
-    }
+    }));
 }

@@ -8,7 +8,13 @@
 //!
 //! Invariants:
 //! - Nothing of a library is read beyond its [`HandshakeHead`] until the magic value and the
-//!   versions match, and nothing in it is called until the whole handshake has been checked.
+//!   ABI version match, and nothing in it is called until the whole handshake has been
+//!   checked.
+//! - Every count and length the library writes is checked against a bound before anything is
+//!   allocated or copied for it: at most [`MAX_BACKENDS`] backends, names of at most
+//!   [`MAX_NAME_LEN`] bytes, summaries of at most [`MAX_SUMMARY_LEN`], crate names and
+//!   versions of at most [`MAX_VERSION_LEN`]. A library past one is refused
+//!   ([`LoadErrorKind::Malformed`](super::LoadErrorKind::Malformed)).
 //! - A refused library adds nothing to the registry: every name is checked before any is added.
 //! - Libraries are never unloaded: a plugin's runtime threads, tasks and thread-local
 //!   destructors may run at any time until the process exits, so the handles are leaked on
@@ -28,96 +34,19 @@ use super::abi::{
     read_extensible, BackendInfo, Extensible, Handshake, HandshakeHead, HostApi, PluginApi, RStr,
     Status, ABI_VERSION, HANDSHAKE_SYMBOL, MAGIC,
 };
-use super::{log, proxy};
+use super::load_error::{LoadError, Refusal};
+use super::log;
+use super::proxy::{self, Expect};
 use crate::{Backend, Origin, Registry};
 
-/// Why a plugin library was refused. Each message names the library and the fix.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LoadError {
-    /// Nothing exists at the path.
-    #[error("plugin `{path}` does not exist; pass the path of a built plugin library (for example target/release/examples/libmemcache_plugin.so)")]
-    NotFound {
-        /// The path as given.
-        path: String,
-    },
-
-    /// The platform's loader refused the file.
-    #[error("plugin `{path}` is not a loadable shared library ({reason}); build the plugin as a `cdylib` for this platform")]
-    NotALibrary {
-        /// The path as given.
-        path: String,
-        /// What the loader said.
-        reason: String,
-    },
-
-    /// A shared library without a fibcache handshake.
-    #[error("`{path}` is a shared library but not a fibcache plugin (no valid `{symbol}`); a plugin crate ends with `fibcache_core::export_plugin!();`", symbol = HANDSHAKE_SYMBOL)]
-    NotAPlugin {
-        /// The path as given.
-        path: String,
-    },
-
-    /// A plugin built for another plugin ABI or an incompatible `fibcache-core`.
-    #[error("plugin `{path}` was built for plugin ABI {plugin_abi} (fibcache-core {plugin_core}) but this fibcache speaks ABI {host_abi} (fibcache-core {host_core}); rebuild the plugin against fibcache-core {host_core}")]
-    Incompatible {
-        /// The path as given.
-        path: String,
-        /// The plugin's ABI version.
-        plugin_abi: u32,
-        /// The plugin's `fibcache-core` version.
-        plugin_core: String,
-        /// This binary's ABI version.
-        host_abi: u32,
-        /// This binary's `fibcache-core` version.
-        host_core: String,
-    },
-
-    /// A plugin built with `panic = "abort"`, whose panics could not be caught.
-    #[error("plugin `{path}` was built with panic=abort, so a panic in it would abort the server; rebuild it with panic=unwind (the default)")]
-    PanicAbort {
-        /// The path as given.
-        path: String,
-    },
-
-    /// A plugin whose function table is smaller than this ABI version's mandatory part.
-    #[error("plugin `{path}` has a function table of {size} bytes, fewer than the {required} of plugin ABI {abi}; rebuild it with `export_plugin!` against fibcache-core {core}", abi = ABI_VERSION, core = crate::VERSION)]
-    TableTooSmall {
-        /// The path as given.
-        path: String,
-        /// The size the plugin gave its table.
-        size: usize,
-        /// The least size this host reads.
-        required: usize,
-    },
-
-    /// The plugin's `init` failed.
-    #[error("plugin `{path}` failed to start: {message}; fix the plugin and rebuild it")]
-    Init {
-        /// The path as given.
-        path: String,
-        /// What went wrong.
-        message: String,
-    },
-
-    /// The plugin exports no backend.
-    #[error("plugin `{path}` exports no backends; call `register_backend!` in the crate that calls `export_plugin!()`")]
-    NoBackends {
-        /// The path as given.
-        path: String,
-    },
-
-    /// A backend name the registry already has.
-    #[error("plugin `{path}` registers backend `{name}`, which is already taken by {taken_by}; rename the plugin's backend or drop one of the two")]
-    NameTaken {
-        /// The path as given.
-        path: String,
-        /// The contested name.
-        name: String,
-        /// The origin of the backend that has the name.
-        taken_by: String,
-    },
-}
+/// The most backends one library may export.
+pub const MAX_BACKENDS: usize = 256;
+/// The longest backend name a library may export, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+/// The longest backend summary a library may export, in bytes.
+pub const MAX_SUMMARY_LEN: usize = 1024;
+/// The longest crate name or version a handshake may carry, in bytes.
+pub const MAX_VERSION_LEN: usize = 128;
 
 /// Loads each library and adds its backends to `registry` (marked [`Origin::Plugin`] with the
 /// path as given).
@@ -130,24 +59,24 @@ pub enum LoadError {
 /// in `registry`, and no backend of the refused library is added.
 pub fn load_plugins(paths: &[PathBuf], registry: &mut Registry) -> Result<(), LoadError> {
     for path in paths {
-        load(path, registry)?;
+        load(path, registry).map_err(LoadError::from)?;
     }
     Ok(())
 }
 
-fn load(path: &Path, registry: &mut Registry) -> Result<(), LoadError> {
+fn load(path: &Path, registry: &mut Registry) -> Result<(), Refusal> {
     let shown = path.display().to_string();
     if !path.exists() {
-        return Err(LoadError::NotFound { path: shown });
+        return Err(Refusal::NotFound { path: shown });
     }
-    let library = open(path).map_err(|err| LoadError::NotALibrary {
+    let library = open(path).map_err(|err| Refusal::NotALibrary {
         path: shown.clone(),
         reason: std::error::Error::source(&err)
             .map_or_else(|| err.to_string(), ToString::to_string),
     })?;
     // Never unloaded: see the module documentation.
     let library: &'static Library = Box::leak(Box::new(library));
-    let not_a_plugin = || LoadError::NotAPlugin {
+    let not_a_plugin = || Refusal::NotAPlugin {
         path: shown.clone(),
     };
     // SAFETY: looking a symbol up runs no code; it is only used as an address below.
@@ -172,7 +101,7 @@ fn load(path: &Path, registry: &mut Registry) -> Result<(), LoadError> {
         } else {
             continue;
         };
-        return Err(LoadError::NameTaken {
+        return Err(Refusal::NameTaken {
             path: shown,
             name: name.clone(),
             taken_by,
@@ -183,6 +112,7 @@ fn load(path: &Path, registry: &mut Registry) -> Result<(), LoadError> {
         plugin = %shown,
         krate = %plugin.krate,
         version = %plugin.version,
+        core = %plugin.core,
         backends = ?names,
         "plugin loaded"
     );
@@ -193,7 +123,7 @@ fn load(path: &Path, registry: &mut Registry) -> Result<(), LoadError> {
         let factory = proxy::factory(plugin.api, index, name);
         registry
             .add(Backend::new(name, summary, origin, factory))
-            .map_err(|err| LoadError::NameTaken {
+            .map_err(|err| Refusal::NameTaken {
                 path: shown.clone(),
                 name: err.name().to_owned(),
                 taken_by: err
@@ -238,17 +168,19 @@ struct Checked {
     krate: String,
     /// The plugin crate's version, for the log.
     version: String,
+    /// The `fibcache-core` version the plugin was built with, for the log.
+    core: String,
 }
 
 /// Reads and checks the handshake at `address`: the head alone first, the rest only once the
-/// magic value and both versions match.
+/// magic value and the ABI version match.
 ///
 /// # Safety
 /// `address` must be the address of a symbol named [`HANDSHAKE_SYMBOL`] that stays mapped for
 /// the rest of the process and is at least as large as [`MAGIC`] (the one thing that cannot
 /// be checked of a foreign library).
-unsafe fn check_handshake(address: *const c_void, shown: &str) -> Result<Checked, LoadError> {
-    let not_a_plugin = || LoadError::NotAPlugin {
+unsafe fn check_handshake(address: *const c_void, shown: &str) -> Result<Checked, Refusal> {
+    let not_a_plugin = || Refusal::NotAPlugin {
         path: shown.to_owned(),
     };
     let head = address.cast::<HandshakeHead>();
@@ -260,11 +192,18 @@ unsafe fn check_handshake(address: *const c_void, shown: &str) -> Result<Checked
     if magic != MAGIC {
         return Err(not_a_plugin());
     }
+    let malformed = |reason: String| Refusal::Malformed {
+        path: shown.to_owned(),
+        reason,
+    };
     // SAFETY: with the magic value it is a fibcache handshake, whose head is laid out the same
     // in every ABI version; its strings point to statics of the library.
-    let (abi, core) = unsafe { ((*head).abi_version, (*head).core_version.to_string_lossy()) };
-    if abi != ABI_VERSION || !core_versions_compatible(&core, crate::VERSION) {
-        return Err(LoadError::Incompatible {
+    let (abi, core) = unsafe { ((*head).abi_version, (*head).core_version) };
+    // SAFETY: as above.
+    let core = unsafe { bounded(core, MAX_VERSION_LEN) }
+        .map_err(|len| malformed(format!("its fibcache-core version is {len} bytes long")))?;
+    if abi != ABI_VERSION {
+        return Err(Refusal::Incompatible {
             path: shown.to_owned(),
             plugin_abi: abi,
             plugin_core: core,
@@ -275,7 +214,7 @@ unsafe fn check_handshake(address: *const c_void, shown: &str) -> Result<Checked
     // SAFETY: same ABI version, so the whole handshake has this layout; it is static.
     let handshake: &'static Handshake = unsafe { &*head.cast() };
     if handshake.panic_unwind != 1 {
-        return Err(LoadError::PanicAbort {
+        return Err(Refusal::PanicAbort {
             path: shown.to_owned(),
         });
     }
@@ -283,42 +222,41 @@ unsafe fn check_handshake(address: *const c_void, shown: &str) -> Result<Checked
         return Err(not_a_plugin());
     }
     // SAFETY: the table is a static of the library, as large as its `size` says.
-    let api =
-        unsafe { read_extensible(handshake.api) }.map_err(|size| LoadError::TableTooSmall {
-            path: shown.to_owned(),
-            size,
-            required: PluginApi::MANDATORY,
-        })?;
+    let api = unsafe { read_extensible(handshake.api) }.map_err(|size| Refusal::TableTooSmall {
+        path: shown.to_owned(),
+        size,
+        required: PluginApi::MANDATORY,
+    })?;
     // SAFETY: the strings are statics of the library.
     let (krate, version) = unsafe {
         (
-            handshake.plugin_crate.to_string_lossy(),
-            handshake.plugin_version.to_string_lossy(),
+            bounded(handshake.plugin_crate, MAX_VERSION_LEN),
+            bounded(handshake.plugin_version, MAX_VERSION_LEN),
         )
     };
+    let krate = krate.map_err(|len| malformed(format!("its crate name is {len} bytes long")))?;
+    let version =
+        version.map_err(|len| malformed(format!("its crate version is {len} bytes long")))?;
     Ok(Checked {
         api: Box::leak(Box::new(api)),
         krate,
         version,
+        core,
     })
 }
 
-/// Whether a plugin built with `fibcache-core` `plugin` can be loaded by a host built with
-/// `host`: the same major version, or below 1.0 the same minor version (Cargo's rule).
-fn core_versions_compatible(plugin: &str, host: &str) -> bool {
-    fn parts(v: &str) -> Option<(u64, u64)> {
-        let mut it = v.split(['.', '-', '+']);
-        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-    }
-    match (parts(plugin), parts(host)) {
-        (Some((0, a)), Some((0, b))) => a == b,
-        (Some((a, _)), Some((b, _))) => a == b,
-        _ => false,
-    }
+/// An owned copy of a string of the library, with invalid UTF-8 replaced by U+FFFD, or the
+/// length it claims when that is more than `max` (nothing is read then).
+///
+/// # Safety
+/// `text` must point to as many bytes as it claims, when that is at most `max`.
+unsafe fn bounded(text: RStr<'_>, max: usize) -> Result<String, usize> {
+    // SAFETY: forwarded to the caller.
+    unsafe { text.bytes_within(max) }.map(|bytes| String::from_utf8_lossy(bytes).into_owned())
 }
 
 /// Calls the plugin's `init` with the host's log sink.
-fn init(api: &'static PluginApi, shown: &str) -> Result<(), LoadError> {
+fn init(api: &'static PluginApi, shown: &str) -> Result<(), Refusal> {
     let (log_ctx, log) = log::host_sink(shown);
     let host = HostApi {
         size: size_of::<HostApi>(),
@@ -326,11 +264,11 @@ fn init(api: &'static PluginApi, shown: &str) -> Result<(), LoadError> {
         log_ctx,
         log: Some(log),
     };
-    let (ctx, mut rx) = proxy::completion(api);
+    let (ctx, mut rx) = proxy::completion(api, Expect::Nothing, None);
     // SAFETY: `host` outlives the call, its log context lives forever, and `ctx` is a fresh
     // completion for `on_done`.
     unsafe { (api.init)(&host, ctx, proxy::on_done) };
-    let failed = |message: String| LoadError::Init {
+    let failed = |message: String| Refusal::Init {
         path: shown.to_owned(),
         message,
     };
@@ -342,13 +280,22 @@ fn init(api: &'static PluginApi, shown: &str) -> Result<(), LoadError> {
 }
 
 /// The names and summaries of the backends the plugin exports, in its order.
-fn list(api: &'static PluginApi, shown: &str) -> Result<Vec<(String, String)>, LoadError> {
+fn list(api: &'static PluginApi, shown: &str) -> Result<Vec<(String, String)>, Refusal> {
+    let malformed = |reason: String| Refusal::Malformed {
+        path: shown.to_owned(),
+        reason,
+    };
     // SAFETY: `init` succeeded; these take no pointers but `out`, which is valid.
     let count = unsafe { (api.backend_count)() };
     if count == 0 {
-        return Err(LoadError::NoBackends {
+        return Err(Refusal::NoBackends {
             path: shown.to_owned(),
         });
+    }
+    if count > MAX_BACKENDS {
+        return Err(malformed(format!(
+            "it exports {count} backends, more than the {MAX_BACKENDS} a plugin may"
+        )));
     }
     let mut backends = Vec::with_capacity(count);
     for index in 0..count {
@@ -358,11 +305,33 @@ fn list(api: &'static PluginApi, shown: &str) -> Result<Vec<(String, String)>, L
         };
         // SAFETY: `info` is a valid place for the plugin to write.
         let status = unsafe { (api.backend_info)(index, &mut info) };
+        if status != Status::OK {
+            return Err(Refusal::Init {
+                path: shown.to_owned(),
+                message: format!("it cannot describe its backend #{index}"),
+            });
+        }
         // SAFETY: the strings are statics of the library, which is never unloaded.
-        let (name, summary) =
-            unsafe { (info.name.to_string_lossy(), info.summary.to_string_lossy()) };
-        if status != Status::OK || name.is_empty() {
-            return Err(LoadError::Init {
+        let (name, summary) = unsafe {
+            (
+                bounded(info.name, MAX_NAME_LEN),
+                bounded(info.summary, MAX_SUMMARY_LEN),
+            )
+        };
+        let name = name.map_err(|len| {
+            malformed(format!(
+                "the name of its backend #{index} is {len} bytes long, more than \
+                 {MAX_NAME_LEN}"
+            ))
+        })?;
+        let summary = summary.map_err(|len| {
+            malformed(format!(
+                "the summary of its backend #{index} is {len} bytes long, more than \
+                 {MAX_SUMMARY_LEN}"
+            ))
+        })?;
+        if name.is_empty() {
+            return Err(Refusal::Init {
                 path: shown.to_owned(),
                 message: format!("it cannot describe its backend #{index}"),
             });
@@ -373,86 +342,4 @@ fn list(api: &'static PluginApi, shown: &str) -> Result<Vec<(String, String)>, L
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plugin::guest::{ExportedCrate, Table};
-
-    struct Fixture;
-
-    impl ExportedCrate for Fixture {
-        const NAME: &'static str = "host-test";
-        const VERSION: &'static str = "0.0.0";
-    }
-
-    /// What the host says about a handshake, as a plugin library would export it.
-    fn check(handshake: &'static Handshake) -> Result<Checked, LoadError> {
-        // SAFETY: a static of this test binary.
-        unsafe { check_handshake(std::ptr::from_ref(handshake).cast(), "fixture.so") }
-    }
-
-    #[test]
-    fn a_handshake_of_this_build_is_accepted() {
-        static GOOD: Handshake = Handshake::of::<Fixture>();
-        let checked = check(&GOOD).unwrap();
-        assert_eq!(checked.krate, "host-test");
-        assert_eq!(checked.api.size, size_of::<PluginApi>());
-    }
-
-    #[test]
-    fn another_abi_version_is_refused_even_with_this_core_version() {
-        static NEXT: Handshake = Handshake::of::<Fixture>().abi_version(ABI_VERSION + 1);
-        let err = check(&NEXT).unwrap_err();
-        let LoadError::Incompatible {
-            plugin_abi,
-            plugin_core,
-            ..
-        } = &err
-        else {
-            panic!("expected Incompatible, got {err:?}");
-        };
-        assert_eq!(*plugin_abi, ABI_VERSION + 1);
-        assert_eq!(plugin_core, crate::VERSION);
-    }
-
-    #[test]
-    fn a_function_table_smaller_than_the_mandatory_part_is_refused() {
-        static SHORT: PluginApi = PluginApi {
-            size: 3 * size_of::<usize>(),
-            ..Table::<Fixture>::API
-        };
-        static HANDSHAKE: Handshake = Handshake::new("host-test", "0.0.0", &SHORT);
-        let err = check(&HANDSHAKE).unwrap_err();
-        assert!(
-            matches!(err, LoadError::TableTooSmall { size: 24, .. }),
-            "{err:?}"
-        );
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "plugin `fixture.so` has a function table of 24 bytes, fewer than the {} of \
-                 plugin ABI {ABI_VERSION}; rebuild it with `export_plugin!` against \
-                 fibcache-core {}",
-                PluginApi::MANDATORY,
-                crate::VERSION
-            )
-        );
-    }
-
-    #[test]
-    fn a_symbol_without_the_magic_value_is_not_a_plugin() {
-        static NOT_MAGIC: [u64; 8] = [7; 8];
-        // SAFETY: a static of 64 bytes, aligned as a handshake is.
-        let err = unsafe { check_handshake(NOT_MAGIC.as_ptr().cast(), "x.so") }.unwrap_err();
-        assert!(matches!(err, LoadError::NotAPlugin { .. }), "{err:?}");
-    }
-
-    #[test]
-    fn core_versions_follow_cargo_compatibility() {
-        assert!(core_versions_compatible("0.1.0", "0.1.7"));
-        assert!(!core_versions_compatible("0.1.0", "0.2.0"));
-        assert!(core_versions_compatible("1.2.0", "1.9.3"));
-        assert!(!core_versions_compatible("1.2.0", "2.0.0"));
-        assert!(core_versions_compatible("0.3.1-rc.1", "0.3.0"));
-        assert!(!core_versions_compatible("garbage", "0.1.0"));
-    }
-}
+mod tests;

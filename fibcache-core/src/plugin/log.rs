@@ -172,23 +172,28 @@ pub(super) fn host_sink(path: &str) -> (*mut c_void, LogFn) {
     (std::ptr::from_ref(source).cast_mut().cast(), reemit)
 }
 
+/// The longest event message of a plugin the host copies, in bytes; a longer one is cut.
+const MAX_MESSAGE_LEN: usize = 64 * 1024;
+/// The longest event target of a plugin the host copies, in bytes.
+const MAX_TARGET_LEN: usize = 256;
+
 /// The log context of one library.
 struct LogSource {
     path: String,
 }
 
 /// Re-emits one of a plugin's events in the host.
-unsafe extern "C" fn reemit(ctx: *mut c_void, record: *const LogRecord) {
+unsafe extern "C" fn reemit(ctx: *mut c_void, record: *const LogRecord<'_>) {
     // A panicking subscriber must not unwind into the plugin.
     let _ = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `ctx` is the leaked `LogSource` given at `init`; `record` and its strings
         // are valid for the duration of this call.
         let (source, record) = unsafe { (&*ctx.cast::<LogSource>(), &*record) };
-        // SAFETY: as above.
+        // SAFETY: as above; at most the bounds are read.
         let (target, message) = unsafe {
             (
-                String::from_utf8_lossy(record.target.as_bytes()),
-                String::from_utf8_lossy(record.message.as_bytes()),
+                record.target.to_string_truncated(MAX_TARGET_LEN),
+                record.message.to_string_truncated(MAX_MESSAGE_LEN),
             )
         };
         // A record is never "off"; one that says so has nothing to show.

@@ -30,7 +30,7 @@
 //!    calling anything. Its head is frozen for every ABI version: a magic value, the
 //!    [`ABI_VERSION`], and the `fibcache-core` version the plugin was built with. The host
 //!    reads the rest of the handshake (the plugin crate, its panic strategy, the function
-//!    table) only if both versions are compatible with its own.
+//!    table) only if the ABI version is its own.
 //! 2. The host calls the table's `init` once, passing a host table: where the plugin's
 //!    `tracing` events go and the most verbose level the host wants.
 //! 3. The host lists the backends with `backend_count` and `backend_info`, and creates
@@ -39,7 +39,24 @@
 //!    through a completion callback with a status: OK, ABSENT (a `get` with no value), FAILED
 //!    ([`ErrorKind::Backend`](crate::ErrorKind::Backend)), UNAVAILABLE
 //!    ([`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable)), CONFIG
-//!    ([`ErrorKind::Config`](crate::ErrorKind::Config)) or PANICKED; any other status is a failure.
+//!    ([`ErrorKind::Config`](crate::ErrorKind::Config)) or PANICKED; any other status is a
+//!    failure.
+//! 5. The optional capabilities of [`Cache`](crate::Cache) cross as optional entries of the
+//!    function table: `capabilities` says, once per instance, which of them the instance
+//!    offers ([`Expiry`](crate::Expiry), [`Claims`](crate::Claims)); `remaining`, `claim`,
+//!    `renew` and `release_claim` run their operations like `get`. The host's cache offers a
+//!    capability only when the table has its entries and the instance says yes, so a plugin
+//!    without them loads and offers none.
+//!
+//! # Why one version gate
+//! The ABI version is the only thing a host checks: it changes whenever anything that
+//! crosses changes, and nothing else decides whether a plugin can work. The `fibcache-core`
+//! version a plugin was built with is in the handshake too, for the log line (`core=`) and to
+//! name the fix in an error, but does not gate: a plugin built against another
+//! `fibcache-core` that speaks the same ABI loads, and one that speaks another ABI is refused
+//! whatever its core version. A second, semver gate on the core version would refuse plugins
+//! that work (a core release that changes nothing at the boundary) and accept none that the
+//! ABI gate refuses.
 //!
 //! # How the ABI grows
 //! The function table, the host table and the config struct each begin with `size`, the
@@ -61,11 +78,24 @@
 //!   the side that did not allocate it. The one exception is an instance: allocated by the
 //!   plugin, handed to the host as an opaque pointer, and freed by the plugin when the host
 //!   calls `release`.
-//! - Operations complete through a callback that the plugin calls **exactly once**, from any
-//!   thread: inline, before the call returns, when the operation finishes at its first poll (a
-//!   synchronous backend never leaves the calling thread), or later from a thread of the
-//!   plugin's own tokio runtime. The host turns the callback into a oneshot channel and never
-//!   blocks a thread waiting for it.
+//! - Operations complete through a callback that the plugin calls **exactly once**, from a
+//!   thread of the plugin's own tokio runtime (or inline, before the call returns, when the
+//!   plugin refuses the arguments). The host turns the callback into a oneshot channel and
+//!   never blocks a thread waiting for it.
+//! - **A call never blocks the host's thread.** Each call that starts an operation only
+//!   copies its arguments and spawns the operation on the plugin's runtime, so it returns at
+//!   once whatever the backend does: a backend that blocks (`std::thread::sleep` in `get`)
+//!   blocks a thread of its own runtime, never an async worker of the server, and the
+//!   server's `--cache-timeout` answers the request. The guest side explains the choice and
+//!   what it costs. When every thread of the plugin's runtime is stuck, calls still return at
+//!   once and queue there; each times out in the host, which then skips the cache for a
+//!   moment. Past 4096 unanswered operations on one instance, the host refuses new ones at
+//!   once (as unavailable) instead of queuing more.
+//! - **Untrusted counts and lengths are bounded** before the host allocates or copies
+//!   anything for them: the number of backends, their names and summaries, the crate name
+//!   and versions of the handshake, a log event, an error message (cut), and a value (longer
+//!   than the instance's [`Config::max_value_len`](crate::Config::max_value_len), when set, it
+//!   is refused unread, as a failure of the backend).
 //! - Every exported function catches panics; a panic becomes the PANICKED status with the
 //!   panic message and location, never an unwind across the boundary. The plugin does not log
 //!   such a panic itself: the host reports it once, as the operation's error (the server logs
@@ -73,18 +103,24 @@
 //!
 //! # What a plugin must match, and what is checked at load
 //! - **Checked**: that the file exists, that the platform's loader accepts it, that it has the
-//!   handshake symbol, the magic value, the same [`ABI_VERSION`], a semver-compatible
-//!   `fibcache-core` version (same major, or same minor below 1.0), that it was built with
+//!   handshake symbol, the magic value, the same [`ABI_VERSION`], that it was built with
 //!   `panic = "unwind"` (with `abort`, a panic in the plugin would abort the server, so it is
 //!   refused), that its function table has at least the mandatory entries, that it exports at
-//!   least one backend, and that no backend name is taken.
-//! - **Not required**: the same `rustc`. Only C-ABI types cross, so a plugin built by another
-//!   compiler version works as long as it speaks the same plugin ABI.
+//!   least one backend and at most [`MAX_BACKENDS`], that names, summaries and versions are
+//!   within their bounds, and that no backend name is taken.
+//! - **Not required**: the same `rustc`, nor the same `fibcache-core`. Only C-ABI types cross,
+//!   so a plugin built by another compiler, against another `fibcache-core`, works as long as
+//!   it speaks the same plugin ABI.
 //! - **Not checked** (cannot be, by a loader): what the library's initialisers do when
 //!   `dlopen` runs them, whether a symbol named `fibcache_plugin_handshake` in a foreign
 //!   library is large enough for the magic value to be read, and whether the plugin keeps the
-//!   rules of this module (answering exactly once, valid UTF-8, not blocking the caller). A
-//!   plugin runs in the server's process with its privileges: load only libraries you trust.
+//!   rules of this module (answering exactly once, pointers that point where they say, not
+//!   blocking in its exported functions, which a plugin written with `export_plugin!` never
+//!   does). The guarantee that a call never blocks the host comes from the plugin's copy of
+//!   this module: a plugin built with fibcache-core 0.2 speaks the same ABI and loads, but
+//!   its guest side polls each operation once on the caller's thread, so a backend of it that
+//!   blocks can block the server; rebuilding it against this version removes that. A plugin runs in the server's process with its privileges: load only libraries
+//!   you trust.
 //! - **Never unloaded**: a loaded library stays mapped until the process exits. Unloading
 //!   would need proof that no thread, task, callback or thread-local destructor of the plugin
 //!   can still run, which its own tokio runtime makes impractical; the host leaks the handle.
@@ -97,18 +133,21 @@
 //! when a backend must ship separately from the server; otherwise add a Cargo feature.
 //!
 //! # Module layout
-//! `abi` holds every type and constant that crosses; `guest` the functions a plugin exports
-//! (with `log`, which forwards its `tracing` events); `host` the loader and its checks;
-//! `proxy` the host's `Cache` over a plugin instance.
+//! `abi` holds every type and constant that crosses (`abi::capability`: the optional
+//! capabilities); `guest` the functions a plugin exports (`guest::reply`: answering exactly
+//! once, and panics; `log`: forwarding its `tracing` events); `host` the loader and its
+//! checks; `proxy` the host's `Cache` over a plugin instance.
 
 mod abi;
 mod guest;
 mod host;
+mod load_error;
 mod log;
 mod proxy;
 
 pub use abi::ABI_VERSION;
-pub use host::{load_plugins, LoadError};
+pub use host::{load_plugins, MAX_BACKENDS, MAX_NAME_LEN, MAX_SUMMARY_LEN, MAX_VERSION_LEN};
+pub use load_error::{LoadError, LoadErrorKind};
 
 // Named by the expansion of `export_plugin!` in the plugin crate, and by nothing else.
 #[doc(hidden)]
@@ -170,9 +209,11 @@ macro_rules! export_plugin {
     };
     // Hidden from the prose above on purpose, as `#[doc(hidden)]` would hide it: for test
     // fixtures only. `export_plugin!(@fixture abi_version = 1, core_version = "0.1.0")` (any
-    // of `abi_version = u32`, `core_version = &'static str`, `panic_unwind = bool`) exports a
-    // handshake that claims other versions or another panic strategy, so that tests can show
-    // that a host refuses it. Every host refuses a plugin that uses it.
+    // of `abi_version = u32`, `core_version = &'static str`, `panic_unwind = false`) exports a
+    // handshake that claims another ABI version, another core version or `panic = "abort"`,
+    // so that tests can show what a host does with it. It can only get a plugin refused (the
+    // ABI version, the panic strategy) or change what the log shows (the core version): no
+    // claim makes a host trust a plugin more.
     (@fixture $($claim:ident = $value:expr),+ $(,)?) => {
         $crate::export_plugin!(@export $($claim = $value),+);
     };

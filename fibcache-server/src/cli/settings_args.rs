@@ -4,9 +4,9 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use fibcache_core::{fib, Config};
+use fibcache_core::Config;
 
-use crate::{Settings, SettingsBuilder, SettingsError};
+use crate::{fib, Settings, SettingsBuilder, SettingsError};
 
 /// The flags (and environment variables) of [`Settings`] and of the backends' [`Config`], with
 /// the `fibcache` command line's names, defaults and help: `--cache`, `--cache-ttl`,

@@ -11,6 +11,7 @@
 //! - `process`: `process_*` series read from `/proc` at each scrape.
 
 mod histogram;
+mod outcome;
 mod process;
 
 /// The Prometheus client this crate counts with, so that an embedder registers
@@ -27,6 +28,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use self::histogram::LatencyHistogram;
+pub(crate) use self::outcome::{Claimed, Finished};
 
 /// The `Content-Type` of [`Metrics::encode`]'s text: the Prometheus text format 0.0.4.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -85,43 +87,6 @@ struct TierLabel {
     tier: String,
 }
 
-/// How a flight went about a claim on its key, as the `outcome` label of
-/// `fibcache_claims_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Claimed {
-    /// This instance claimed the key and computed.
-    Won,
-    /// Another instance held the claim; this one got the value from the store.
-    Waited,
-    /// Another instance held the claim, which lapsed or was given up without a value; this
-    /// one claimed it and computed.
-    TookOver,
-    /// No tier offers claims: this instance computed, as without cluster coalescing.
-    Unsupported,
-    /// The store failed while claiming or waiting: this instance computed.
-    Error,
-}
-
-impl Claimed {
-    const ALL: [Claimed; 5] = [
-        Claimed::Won,
-        Claimed::Waited,
-        Claimed::TookOver,
-        Claimed::Unsupported,
-        Claimed::Error,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            Claimed::Won => "won",
-            Claimed::Waited => "waited",
-            Claimed::TookOver => "took_over",
-            Claimed::Unsupported => "unsupported",
-            Claimed::Error => "error",
-        }
-    }
-}
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
@@ -133,19 +98,8 @@ struct OutcomeLabel {
     outcome: &'static str,
 }
 
-/// How a computation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Finished {
-    /// It produced its number.
-    Ok,
-    /// Every waiting client went away, or the server shut down.
-    Cancelled,
-    /// It ran past `--compute-timeout`.
-    Timeout,
-}
-
 /// The statuses the server answers with, pre-created so that counting needs no lookup.
-const STATUSES: [u16; 7] = [200, 400, 404, 405, 422, 503, 504];
+const STATUSES: [u16; 8] = [200, 400, 404, 405, 422, 500, 503, 504];
 
 /// Every metric the server exports, and the registry that encodes them.
 ///
@@ -180,18 +134,20 @@ pub struct Metrics {
     /// Requests answered from the cache, by the tier that answered.
     hits: Family<TierLabel, Counter>,
     /// Requests the cache could not answer (not found, expired, or unusable value).
-    pub(crate) cache_misses: Counter,
+    cache_misses: Counter,
     /// Cache operations that failed or timed out, and values that did not parse.
-    pub(crate) cache_errors: Counter,
+    cache_errors: Counter,
     /// Computations that got a slot and began.
-    pub(crate) computations_started: Counter,
+    computations_started: Counter,
     /// Computations that ended, by outcome.
     finished_family: Family<OutcomeLabel, Counter>,
-    finished: [Counter; 3],
+    finished: [Counter; Finished::ALL.len()],
+    /// Cold requests answered 504 at once: their computation could not finish in time.
+    computations_refused: Counter,
     /// Computations running right now.
-    pub(crate) computations_running: Gauge,
+    computations_running: Gauge,
     /// Cold requests refused with 503 because no computation slot came free in time.
-    pub(crate) overloaded: Counter,
+    overloaded: Counter,
     /// Connections open right now.
     pub(crate) connections_open: Gauge,
     /// Connections refused with 503 because `--max-connections` were open.
@@ -223,9 +179,11 @@ impl Metrics {
             })
         });
         let finished_family = Family::<OutcomeLabel, Counter>::default();
-        let finished = ["ok", "cancelled", "timeout"].map(|outcome| {
+        let finished = Finished::ALL.map(|how| {
             finished_family
-                .get_or_create(&OutcomeLabel { outcome })
+                .get_or_create(&OutcomeLabel {
+                    outcome: how.label(),
+                })
                 .clone()
         });
         let durations = Family::<RouteLabel, LatencyHistogram>::default();
@@ -265,6 +223,7 @@ impl Metrics {
             computations_started: Counter::default(),
             finished_family,
             finished,
+            computations_refused: Counter::default(),
             computations_running: Gauge::default(),
             overloaded: Counter::default(),
             connections_open: Gauge::default(),
@@ -318,6 +277,12 @@ impl Metrics {
             "fibcache_computations_finished",
             "Fibonacci computations that ended, by outcome",
             self.finished_family.clone(),
+        );
+        registry.register(
+            "fibcache_computations_refused",
+            "Cold requests answered 504 at once because their computation cannot finish within \
+             --compute-timeout",
+            self.computations_refused.clone(),
         );
         registry.register(
             "fibcache_computations_running",
@@ -413,6 +378,36 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts one request that found no usable value in the cache and joined a flight.
+    pub(crate) fn missed(&self) {
+        self.cache_misses.inc();
+    }
+
+    /// Counts one cache operation that failed, timed out or was skipped, or a refused value.
+    pub(crate) fn cache_error(&self) {
+        self.cache_errors.inc();
+    }
+
+    /// Counts one computation that got its slot and begins.
+    pub(crate) fn started(&self) {
+        self.computations_started.inc();
+    }
+
+    /// The gauge of computations running now.
+    pub(crate) fn running(&self) -> &Gauge {
+        &self.computations_running
+    }
+
+    /// Counts one cold request refused at once because its computation cannot finish in time.
+    pub(crate) fn refused(&self) {
+        self.computations_refused.inc();
+    }
+
+    /// Counts one cold request refused because no computation slot came free in time.
+    pub(crate) fn overloaded(&self) {
+        self.overloaded.inc();
+    }
+
     /// Counts one flight's claim outcome.
     pub(crate) fn claimed(&self, how: Claimed) {
         self.claims[how as usize].inc();
@@ -420,12 +415,7 @@ impl Metrics {
 
     /// Counts one finished computation.
     pub(crate) fn finished(&self, how: Finished) {
-        let i = match how {
-            Finished::Ok => 0,
-            Finished::Cancelled => 1,
-            Finished::Timeout => 2,
-        };
-        self.finished[i].inc();
+        self.finished[how as usize].inc();
     }
 
     /// The exposition of every series, in the Prometheus text format 0.0.4 ([`CONTENT_TYPE`]).
@@ -438,6 +428,27 @@ impl Metrics {
             let _ = writeln!(out, "# encoding failed");
         }
         out
+    }
+}
+
+#[cfg(test)]
+impl Metrics {
+    /// The value of one sample of the exposition, e.g. `fibcache_cache_errors_total`.
+    pub(crate) fn sample(&self, sample: &str) -> f64 {
+        let text = self.encode();
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{sample} missing from\n{text}"))
+    }
+
+    /// Claims counted with outcome `how`.
+    pub(crate) fn claims_of(&self, how: Claimed) -> u64 {
+        self.claims[how as usize].get()
+    }
+
+    /// Computations counted as finished with outcome `how`.
+    pub(crate) fn finished_of(&self, how: Finished) -> u64 {
+        self.finished[how as usize].get()
     }
 }
 

@@ -4,7 +4,11 @@
 //!
 //! Linux only: elsewhere (or when `/proc` cannot be read) the series are left out of the
 //! exposition rather than reported as zero. Times in `/proc/<pid>/stat` are in clock ticks of
-//! `USER_HZ`, which is 100 on every architecture Rust's Linux targets run on.
+//! `USER_HZ`, which the kernel hands every process in its auxiliary vector (`AT_CLKTCK`, read
+//! from `/proc/self/auxv`, as `sysconf(_SC_CLK_TCK)` does, without `unsafe`); where that cannot
+//! be read, 100, its value on every architecture Rust's Linux targets run on.
+
+use std::sync::OnceLock;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -12,8 +16,34 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
-/// Clock ticks a second in `/proc` (`USER_HZ`).
-const TICKS: f64 = 100.0;
+/// Clock ticks a second when the auxiliary vector does not say (`USER_HZ` of every Linux
+/// architecture Rust targets).
+const FALLBACK_TICKS: f64 = 100.0;
+
+/// The auxiliary vector's key for `USER_HZ` (`<linux/auxvec.h>`).
+const AT_CLKTCK: usize = 17;
+
+/// Clock ticks a second in `/proc` (`USER_HZ`), read once.
+fn ticks_per_second() -> f64 {
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::fs::read("/proc/self/auxv")
+            .ok()
+            .and_then(|auxv| clock_ticks(&auxv))
+            .unwrap_or(FALLBACK_TICKS)
+    })
+}
+
+/// `AT_CLKTCK` in an auxiliary vector: pairs of native words, key then value.
+fn clock_ticks(auxv: &[u8]) -> Option<f64> {
+    const WORD: usize = std::mem::size_of::<usize>();
+    auxv.chunks_exact(2 * WORD).find_map(|pair| {
+        let (key, value) = pair.split_at(WORD);
+        let key = usize::from_ne_bytes(key.try_into().ok()?);
+        let value = usize::from_ne_bytes(value.try_into().ok()?);
+        (key == AT_CLKTCK && value > 0).then_some(value as f64)
+    })
+}
 
 /// Reads this process's figures from `/proc` when scraped.
 #[derive(Debug, Default)]
@@ -35,21 +65,22 @@ impl Reading {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
         let boot = std::fs::read_to_string("/proc/stat").ok()?;
         let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as i64;
-        parse(&stat, &status, &boot, open_fds)
+        parse(&stat, &status, &boot, open_fds, ticks_per_second())
     }
 }
 
-/// A reading from the texts of `/proc/self/stat`, `/proc/self/status` and `/proc/stat`.
-fn parse(stat: &str, status: &str, boot: &str, open_fds: i64) -> Option<Reading> {
+/// A reading from the texts of `/proc/self/stat`, `/proc/self/status` and `/proc/stat`, with
+/// times in `ticks` a second.
+fn parse(stat: &str, status: &str, boot: &str, open_fds: i64, ticks: f64) -> Option<Reading> {
     // The command name (field 2) is in parentheses and may hold spaces: count after it.
     let fields: Vec<&str> = stat
         .get(stat.rfind(')')? + 2..)?
         .split_whitespace()
         .collect();
     // utime, stime and starttime are fields 14, 15 and 22; here 12, 13 and 20 (from 1).
-    let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok());
-    let cpu_seconds = (ticks(14)? + ticks(15)?) / TICKS;
-    let started_after_boot = ticks(22)? / TICKS;
+    let field = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok());
+    let cpu_seconds = (field(14)? + field(15)?) / ticks;
+    let started_after_boot = field(22)? / ticks;
     let resident_kib: i64 = status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))?
@@ -115,7 +146,7 @@ mod tests {
                     4 0 123456 20000000 1500 18446744073709551615";
         let status = "Name:\tfibcache\nVmRSS:\t    6144 kB\nThreads:\t4\n";
         let boot = "cpu  1 2 3\nbtime 1764200000\nprocesses 10\n";
-        let reading = parse(stat, status, boot, 9).unwrap();
+        let reading = parse(stat, status, boot, 9, 100.0).unwrap();
         assert_eq!(
             reading,
             Reading {
@@ -125,12 +156,30 @@ mod tests {
                 start_time_seconds: 1_764_200_000.0 + 1234.56,
             }
         );
-        assert_eq!(parse("garbage", status, boot, 9), None);
+        assert_eq!(parse("garbage", status, boot, 9, 100.0), None);
+    }
+
+    #[test]
+    fn clock_ticks_come_from_the_auxiliary_vector() {
+        let words = |pairs: &[(usize, usize)]| -> Vec<u8> {
+            pairs
+                .iter()
+                .flat_map(|&(k, v)| [k.to_ne_bytes(), v.to_ne_bytes()])
+                .flatten()
+                .collect()
+        };
+        // AT_PAGESZ, AT_CLKTCK, AT_NULL.
+        let auxv = words(&[(6, 4096), (AT_CLKTCK, 250), (0, 0)]);
+        assert_eq!(clock_ticks(&auxv), Some(250.0));
+        assert_eq!(clock_ticks(&words(&[(6, 4096), (0, 0)])), None);
+        assert_eq!(clock_ticks(&auxv[..5]), None);
     }
 
     #[cfg(target_os = "linux")]
     #[test]
     fn this_process_can_be_read() {
+        let auxv = std::fs::read("/proc/self/auxv").expect("/proc/self/auxv");
+        assert!(clock_ticks(&auxv).is_some_and(|ticks| ticks > 0.0));
         let reading = Reading::now().expect("/proc is readable on Linux");
         assert!(reading.resident_bytes > 0);
         assert!(reading.open_fds >= 3);

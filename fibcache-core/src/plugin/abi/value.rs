@@ -13,29 +13,45 @@ use tracing::Level;
 use super::Extensible;
 use crate::{Config, Error, ErrorKind};
 
-/// A borrowed UTF-8 string: a pointer and a length, valid for as long as the call (or the
-/// static) it comes from.
+/// A borrowed UTF-8 string: a pointer and a length, valid for `'a`, the call (or the static)
+/// it comes from.
+///
+/// The lifetime makes the compiler keep the rule on the side that writes one: [`RStr::new`]
+/// borrows its `&'a str`. On the side that reads one, `'a` is only what the protocol promises
+/// (the other side may be buggy), so reading stays `unsafe` and the documentation of each use
+/// says how long the bytes live.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct RStr {
+pub(crate) struct RStr<'a> {
     /// The first byte; may be null when `len` is 0.
     ptr: *const u8,
-    /// The length in bytes.
+    /// The length in bytes; not to be trusted before it is checked against a bound.
     len: usize,
+    _borrow: PhantomData<&'a str>,
 }
 
-impl RStr {
+impl RStr<'static> {
     /// The empty string.
-    pub(crate) const EMPTY: RStr = RStr {
-        ptr: std::ptr::null(),
-        len: 0,
-    };
+    pub(crate) const EMPTY: RStr<'static> = RStr::new("");
+}
 
-    /// Borrows `s`; the result must not outlive it.
-    pub(crate) const fn new(s: &str) -> RStr {
+impl<'a> RStr<'a> {
+    /// Borrows `s` for as long as it lives.
+    pub(crate) const fn new(s: &'a str) -> RStr<'a> {
         RStr {
             ptr: s.as_ptr(),
             len: s.len(),
+            _borrow: PhantomData,
+        }
+    }
+
+    /// A string of `len` bytes at `ptr`, as a buggy or hostile writer may claim one.
+    #[cfg(test)]
+    pub(crate) const fn from_raw_parts(ptr: *const u8, len: usize) -> RStr<'a> {
+        RStr {
+            ptr,
+            len,
+            _borrow: PhantomData,
         }
     }
 
@@ -44,7 +60,7 @@ impl RStr {
     /// # Safety
     /// `ptr` must point to `len` initialised bytes that stay valid and unchanged for `'a`
     /// (or `len` must be 0).
-    pub(crate) unsafe fn as_bytes<'a>(self) -> &'a [u8] {
+    pub(crate) unsafe fn as_bytes(self) -> &'a [u8] {
         if self.len == 0 || self.ptr.is_null() {
             return &[];
         }
@@ -56,18 +72,51 @@ impl RStr {
     ///
     /// # Safety
     /// As for [`RStr::as_bytes`].
-    pub(crate) unsafe fn to_str<'a>(self) -> Option<&'a str> {
+    pub(crate) unsafe fn to_str(self) -> Option<&'a str> {
         // SAFETY: forwarded to the caller.
         std::str::from_utf8(unsafe { self.as_bytes() }).ok()
     }
 
-    /// An owned copy, with invalid UTF-8 replaced by U+FFFD.
+    /// An owned copy, with invalid UTF-8 replaced by U+FFFD; for what the host writes (the
+    /// plugin trusts its host), never for what a plugin writes.
     ///
     /// # Safety
     /// As for [`RStr::as_bytes`].
     pub(crate) unsafe fn to_string_lossy(self) -> String {
         // SAFETY: forwarded to the caller.
         String::from_utf8_lossy(unsafe { self.as_bytes() }).into_owned()
+    }
+
+    /// The bytes it points to when there are at most `max` of them; otherwise the length the
+    /// writer claims, and nothing is read.
+    ///
+    /// # Safety
+    /// As for [`RStr::as_bytes`].
+    pub(crate) unsafe fn bytes_within(self, max: usize) -> Result<&'a [u8], usize> {
+        if self.len > max {
+            return Err(self.len);
+        }
+        // SAFETY: forwarded to the caller.
+        Ok(unsafe { self.as_bytes() })
+    }
+
+    /// The first `max` bytes at most, with invalid UTF-8 (a character cut at the end
+    /// included) replaced by U+FFFD, and `…` after a text that was cut.
+    ///
+    /// # Safety
+    /// As for [`RStr::as_bytes`].
+    pub(crate) unsafe fn to_string_truncated(self, max: usize) -> String {
+        let cut = self.len > max;
+        let shown = RStr {
+            len: self.len.min(max),
+            ..self
+        };
+        // SAFETY: forwarded to the caller; `shown` is a prefix of `self`.
+        let mut text = String::from_utf8_lossy(unsafe { shown.as_bytes() }).into_owned();
+        if cut {
+            text.push('…');
+        }
+        text
     }
 }
 
@@ -210,11 +259,11 @@ impl From<FfiLevel> for LevelFilter {
 /// [`Config::with_var`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct FfiVar {
+pub(crate) struct FfiVar<'a> {
     /// The setting's name, such as `REDIS_URL`.
-    name: RStr,
+    name: RStr<'a>,
     /// Its value.
-    value: RStr,
+    value: RStr<'a>,
 }
 
 /// A [`Config`] as it crosses the boundary; borrowed for the duration of
@@ -225,7 +274,7 @@ pub(crate) struct FfiVar {
 /// reads the process environment, which it shares with the host.
 #[repr(C)]
 #[derive(Debug)]
-pub(crate) struct FfiConfig {
+pub(crate) struct FfiConfig<'a> {
     /// The size of this struct as the host built it.
     size: usize,
     /// [`Config::capacity`].
@@ -233,7 +282,7 @@ pub(crate) struct FfiConfig {
     /// [`Config::op_timeout`].
     op_timeout: FfiDuration,
     /// The explicit variables, `vars_len` of them.
-    vars: *const FfiVar,
+    vars: *const FfiVar<'a>,
     /// How many variables `vars` points to.
     vars_len: usize,
     /// [`Config::max_value_len`], 0 for "not said" (the plugin keeps the default bound).
@@ -245,11 +294,13 @@ pub(crate) struct FfiConfig {
 // SAFETY: `#[repr(C)]`, begins with `size`; the mandatory part ends after `vars_len`, the last
 // entry of ABI version 2 as it first shipped, and `max_value_len`, appended since, is valid as
 // 0 ("no bound").
-unsafe impl Extensible for FfiConfig {
+unsafe impl Extensible for FfiConfig<'_> {
     const MANDATORY: usize = offset_of!(FfiConfig, vars_len) + size_of::<usize>();
+    const OPTIONAL_ENDS: &'static [usize] =
+        &[offset_of!(FfiConfig, max_value_len) + size_of::<usize>()];
 }
 
-impl FfiConfig {
+impl FfiConfig<'_> {
     /// An owned [`Config`] with the same settings.
     ///
     /// # Safety
@@ -282,15 +333,15 @@ impl FfiConfig {
 /// points into.
 #[derive(Debug)]
 pub(crate) struct ConfigView<'a> {
-    ffi: FfiConfig,
-    _vars: Vec<FfiVar>,
-    _config: PhantomData<&'a Config>,
+    ffi: FfiConfig<'a>,
+    /// What `ffi.vars` points into: a heap buffer, so moving the view does not move it.
+    _vars: Vec<FfiVar<'a>>,
 }
 
 impl<'a> ConfigView<'a> {
     /// Borrows `config`.
     pub(crate) fn new(config: &'a Config) -> Self {
-        let vars: Vec<FfiVar> = config
+        let vars: Vec<FfiVar<'a>> = config
             .explicit_vars()
             .map(|(name, value)| FfiVar {
                 name: RStr::new(name),
@@ -305,15 +356,11 @@ impl<'a> ConfigView<'a> {
             vars_len: vars.len(),
             max_value_len: config.max_value_len().map_or(0, NonZeroUsize::get),
         };
-        ConfigView {
-            ffi,
-            _vars: vars,
-            _config: PhantomData,
-        }
+        ConfigView { ffi, _vars: vars }
     }
 
     /// The `FfiConfig`, valid while `self` lives.
-    pub(crate) fn as_ffi(&self) -> *const FfiConfig {
+    pub(crate) fn as_ffi(&self) -> *const FfiConfig<'a> {
         &self.ffi
     }
 }
@@ -370,7 +417,7 @@ mod tests {
         size: usize,
         capacity: usize,
         op_timeout: FfiDuration,
-        vars: *const FfiVar,
+        vars: *const FfiVar<'static>,
         vars_len: usize,
     }
 

@@ -112,22 +112,19 @@ impl RedisCluster {
 
     /// Waits (at most 30 s) until every node says `cluster_state:ok`.
     fn wait_until_ok(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let states: Vec<String> = self
-                .nodes
-                .iter()
-                .map(|node| node.command(&["CLUSTER", "INFO"]))
-                .collect();
-            if states.iter().all(|info| info.contains("cluster_state:ok")) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the cluster did not reach cluster_state:ok within 30 s: {states:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::eventually(
+            "cluster_state:ok on every node",
+            Duration::from_secs(30),
+            || {
+                self.nodes
+                    .iter()
+                    .all(|node| {
+                        node.command(&["CLUSTER", "INFO"])
+                            .contains("cluster_state:ok")
+                    })
+                    .then_some(())
+            },
+        );
     }
 
     /// The seed URLs for `REDIS_CLUSTER_NODES`: every node, comma-separated.

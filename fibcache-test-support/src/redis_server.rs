@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running `redis-server`, killed (by PID) when dropped.
 pub struct RedisServer {
@@ -105,20 +105,11 @@ impl RedisServer {
                 )
             });
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(reply) = self.try_command(&["PING"]) {
-                if reply.starts_with("+PONG") {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer PING on port {} within 10 s",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let what = format!("redis-server to answer PING on port {}", self.port);
+        crate::eventually(&what, Duration::from_secs(10), || {
+            let reply = self.try_command(&["PING"]).ok()?;
+            reply.starts_with("+PONG").then_some(())
+        });
     }
 
     /// Sends one command (authenticating first when needed) and returns the raw reply line(s).
