@@ -23,6 +23,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use fibcache_core::{Cache, Config, Descriptor, Registry};
 
 mod about;
+mod plugins;
 mod settings_args;
 
 pub use about::About;
@@ -31,6 +32,7 @@ pub use settings_args::SettingsArgs;
 use crate::logging::LogFormat;
 use crate::server::{bind, run, ConnLimits};
 use crate::{App, TierSpec};
+use plugins::{load_plugins, reload_on_sighup, Reloadable};
 use settings_args::duration;
 
 /// The flags; name, version and description come from the [`About`] given to [`main`].
@@ -234,12 +236,6 @@ pub fn main_with(about: About, backends: &[&'static Descriptor]) -> ExitCode {
     }
 }
 
-/// The WebAssembly components loaded, kept to reload them on SIGHUP (nothing without `wasm`).
-#[cfg(feature = "wasm")]
-type Reloadable = fibcache_wasm::Plugins;
-#[cfg(not(feature = "wasm"))]
-type Reloadable = ();
-
 /// The registry of this binary: built-in backends, then plugins.
 fn registry(
     args: &Args,
@@ -258,61 +254,6 @@ fn registry(
     }
     let reloadable = load_plugins(args, &mut registry)?;
     Ok((registry, reloadable))
-}
-
-/// Loads every `--plugin`: `.wasm` files as WebAssembly components, others as shared
-/// libraries; either kind without its feature is a start-up error naming the feature.
-fn load_plugins(args: &Args, registry: &mut Registry) -> anyhow::Result<Reloadable> {
-    let (wasm, native): (Vec<PathBuf>, Vec<PathBuf>) = args
-        .plugins
-        .iter()
-        .cloned()
-        .partition(|path| path.extension().is_some_and(|ext| ext == "wasm"));
-    load_native(&native, registry)?;
-    load_wasm(args, &wasm, registry)
-}
-
-#[cfg(feature = "dynamic")]
-fn load_native(plugins: &[PathBuf], registry: &mut Registry) -> anyhow::Result<()> {
-    fibcache_core::plugin::load_plugins(plugins, registry).map_err(startup)
-}
-
-#[cfg(not(feature = "dynamic"))]
-fn load_native(plugins: &[PathBuf], _registry: &mut Registry) -> anyhow::Result<()> {
-    match plugins.first() {
-        None => Ok(()),
-        Some(path) => Err(startup(format!(
-            "cannot load plugin {}: this binary was built without plugin support; rebuild with \
-             `--features dynamic`",
-            path.display()
-        ))),
-    }
-}
-
-#[cfg(feature = "wasm")]
-fn load_wasm(
-    args: &Args,
-    plugins: &[PathBuf],
-    registry: &mut Registry,
-) -> anyhow::Result<Reloadable> {
-    let limits = fibcache_wasm::Limits::default().with_max_memory(args.wasm_max_memory);
-    fibcache_wasm::load_plugins(plugins, registry, &limits).map_err(startup)
-}
-
-#[cfg(not(feature = "wasm"))]
-fn load_wasm(
-    _args: &Args,
-    plugins: &[PathBuf],
-    _registry: &mut Registry,
-) -> anyhow::Result<Reloadable> {
-    match plugins.first() {
-        None => Ok(()),
-        Some(path) => Err(startup(format!(
-            "cannot load WebAssembly plugin {}: this binary was built without WebAssembly \
-             support; rebuild with `--features wasm`",
-            path.display()
-        ))),
-    }
 }
 
 async fn serve(args: Args, about: About, backends: &[&'static Descriptor]) -> anyhow::Result<()> {
@@ -402,61 +343,6 @@ fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
         .map_err(|e| startup(format!("cannot resolve --host {host:?}: {e}")))?
         .next()
         .ok_or_else(|| startup(format!("--host {host:?} resolves to no address")))
-}
-
-/// On each SIGHUP, reloads every WebAssembly component whose file changed (off the async
-/// workers), logging and counting each file's outcome. Reloads run one after another: a
-/// SIGHUP that arrives during one is queued (signals arriving meanwhile count as one).
-#[cfg(all(feature = "wasm", unix))]
-fn reload_on_sighup(
-    mut plugins: fibcache_wasm::Plugins,
-    app: App,
-) -> Option<tokio::task::JoinHandle<()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    if plugins.is_empty() {
-        return None;
-    }
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(hangup) => hangup,
-        Err(err) => {
-            tracing::warn!(cause = %err, "cannot listen for SIGHUP; plugins will not reload");
-            return None;
-        }
-    };
-    Some(tokio::spawn(async move {
-        while hangup.recv().await.is_some() {
-            tracing::info!(
-                signal = "SIGHUP",
-                files = plugins.len(),
-                "reloading plugins"
-            );
-            let reloaded = tokio::task::spawn_blocking(move || {
-                let reloads = plugins.reload();
-                (plugins, reloads)
-            })
-            .await;
-            let Ok((back, reloads)) = reloaded else {
-                tracing::error!("a plugin reload panicked; SIGHUP no longer reloads");
-                return;
-            };
-            plugins = back;
-            for reload in reloads {
-                app.metrics().plugin_reloaded(reload.outcome.label());
-                let path = reload.path.display();
-                match reload.outcome {
-                    fibcache_wasm::ReloadOutcome::Failed(reason) => tracing::warn!(
-                        %path, cause = %reason, "plugin not reloaded; the old version serves"
-                    ),
-                    outcome => tracing::info!(%path, outcome = outcome.label(), "plugin reload"),
-                }
-            }
-        }
-    }))
-}
-
-#[cfg(not(all(feature = "wasm", unix)))]
-fn reload_on_sighup(_plugins: Reloadable, _app: App) -> Option<tokio::task::JoinHandle<()>> {
-    None
 }
 
 /// The process's SIGINT and SIGTERM, listened for from the moment it is created (before the

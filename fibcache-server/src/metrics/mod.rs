@@ -13,6 +13,7 @@
 mod histogram;
 mod outcome;
 mod process;
+mod reloads;
 
 /// The Prometheus client this crate counts with, so that an embedder registers
 /// [`Metrics`] into a [`Registry`] of the very same version.
@@ -202,10 +203,6 @@ impl Metrics {
                 })
                 .clone()
         });
-        let plugin_reloads = Family::<OutcomeLabel, Counter>::default();
-        for outcome in ["reloaded", "unchanged", "failed"] {
-            let _ = plugin_reloads.get_or_create(&OutcomeLabel { outcome });
-        }
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -234,7 +231,7 @@ impl Metrics {
             durations,
             by_route_duration,
             build,
-            plugin_reloads,
+            plugin_reloads: reloads::family(),
         };
         let mut registry = Registry::default();
         metrics.register(&mut registry);
@@ -369,13 +366,6 @@ impl Metrics {
         let up = self.up.get_or_create(&label).clone();
         up.set(1);
         up
-    }
-
-    /// Counts one plugin file's reload: `outcome` is `reloaded`, `unchanged` or `failed`.
-    pub fn plugin_reloaded(&self, outcome: &'static str) {
-        self.plugin_reloads
-            .get_or_create(&OutcomeLabel { outcome })
-            .inc();
     }
 
     /// Counts one request that found no usable value in the cache and joined a flight.
