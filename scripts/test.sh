@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it, on a fresh machine.
 #
-# Three tools come from outside Cargo, and are installed when missing; nothing is skipped
+# Four tools come from outside Cargo, and are installed when missing; nothing is skipped
 # silently: where this cannot install one, it stops with a message saying how to.
+# - The WebAssembly tests build their guests for the `wasm32-wasip2` target: added with
+#   `rustup target add` when missing.
 # - The Redis tests need a real `redis-server` (they start their own, on free loopback ports),
 #   and the metrics test `promtool` (Debian's `prometheus` package): installed from Debian's
 #   packages when we are root.
@@ -14,7 +16,7 @@
 # docs with rustdoc's warnings denied.
 #
 # Then every test runs three times over, once per feature set whose registry differs:
-#   all features (memory, redis, dynamic), the default (memory), and none (nop only);
+#   all features (memory, redis, dynamic, wasm), the default (memory), and none (nop only);
 # and schemathesis runs against the binary of the default build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -122,7 +124,16 @@ run_schemathesis() {
   trap - EXIT
 }
 
-echo "== all features: memory, redis, dynamic"
+# tests/wasm.rs builds the WebAssembly guests (guests/) for wasm32-wasip2.
+if [ ! -d "$(rustc --print sysroot)/lib/rustlib/wasm32-wasip2" ]; then
+  echo "== installing the wasm32-wasip2 target (rustup)"
+  if ! rustup target add wasm32-wasip2; then
+    echo "the WebAssembly tests need the wasm32-wasip2 target; install it with: rustup target add wasm32-wasip2" >&2
+    exit 1
+  fi
+fi
+
+echo "== all features: memory, redis, dynamic, wasm"
 cargo test --workspace --all-features
 echo "== default features: memory"
 cargo test --workspace

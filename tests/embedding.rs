@@ -95,6 +95,7 @@ fn fibcache_itself_says_who_it_is_and_what_it_was_built_with() {
         (cfg!(feature = "memory"), "memory"),
         (cfg!(feature = "redis"), "redis"),
         (cfg!(feature = "dynamic"), "dynamic"),
+        (cfg!(feature = "wasm"), "wasm"),
     ] {
         if on {
             features.push(feature);

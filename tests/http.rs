@@ -420,6 +420,7 @@ async fn probes_and_scrapes_are_counted_apart_from_fib() {
             (cfg!(feature = "memory"), "memory"),
             (cfg!(feature = "redis"), "redis"),
             (cfg!(feature = "dynamic"), "dynamic"),
+            (cfg!(feature = "wasm"), "wasm"),
         ] {
             if on {
                 f.push(name);

@@ -119,12 +119,16 @@ pub fn backends() -> Result<fibcache_core::Registry, fibcache_core::RegistryErro
     Ok(registry)
 }
 
-/// The Cargo features this build was made with, of `memory`, `redis` and `dynamic`: the
-/// backends of `fibcache-backends` that are compiled in, and whether plugins can be loaded.
+/// The Cargo features this build was made with, of `memory`, `redis`, `dynamic` and `wasm`:
+/// the backends of `fibcache-backends` that are compiled in, and which kinds of plugin can be
+/// loaded.
 pub fn features() -> Vec<&'static str> {
     let mut features = fibcache_backends::COMPILED_IN.to_vec();
     if cfg!(feature = "dynamic") {
         features.push("dynamic");
+    }
+    if cfg!(feature = "wasm") {
+        features.push("wasm");
     }
     features
 }
