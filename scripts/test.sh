@@ -15,9 +15,9 @@
 # fails in seconds rather than after the tests: rustfmt, clippy with warnings denied, and the
 # docs with rustdoc's warnings denied.
 #
-# Then every test runs three times over, once per feature set whose registry differs:
-#   all features (memory, redis, dynamic, wasm), the default (memory), and none (nop only);
-# and schemathesis runs against the binary of the default build.
+# Then every test runs with all features (memory, redis, dynamic, wasm); the tests whose outcome
+# depends on the feature set run again with the default (memory) and with none (nop only); and
+# schemathesis runs against the binary of the default build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -135,9 +135,18 @@ fi
 
 echo "== all features: memory, redis, dynamic, wasm"
 cargo test --workspace --all-features
+# The other two feature sets run what depends on the feature set: every crate's unit tests and
+# doc tests, and the integration tests whose outcome does (the registry, the HTTP API and
+# metrics, the binary's name and version, the limits with and without `memory`, the memory
+# backend, a `.wasm` plugin without `wasm`). The rest (connections, plugins, Redis, ...) do the
+# same with any feature set and ran above, with all of them.
+by_feature=(--lib --bins --test registry --test http --test embedding --test hardening
+  --test memory --test wasm)
 echo "== default features: memory"
-cargo test --workspace
+cargo test --workspace "${by_feature[@]}"
+cargo test --workspace --doc
 echo "== schemathesis $SCHEMATHESIS: the default build against its own /openapi.json"
 run_schemathesis
 echo "== no default features: nop only"
-cargo test --workspace --no-default-features
+cargo test --workspace --no-default-features "${by_feature[@]}"
+cargo test --workspace --no-default-features --doc
