@@ -22,25 +22,13 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
+use criterion::{criterion_group, criterion_main, Criterion};
+use fibcache_core::{Config, Registry};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use fibcache_core::{Cache, Config, Registry};
+use common::boundary;
 
 // Referenced so that the linker keeps the backends crate and its registrations.
 use fibcache_backends as _;
-
-const KEY: &str = "fib:30";
-const VALUE: &str = "832040";
-const TTL: Duration = Duration::from_secs(3600);
-
-/// `iters` gets of [`KEY`] on each of `threads` threads started together.
-fn get_hits(cache: &Arc<dyn Cache>, threads: usize, iters: u64) -> Duration {
-    common::on_threads(threads, |_, rt| {
-        common::time_async(rt, iters, || async { cache.get(KEY).await.expect("a hit") });
-    })
-}
 
 fn plugin(c: &mut Criterion) {
     let library = common::example_plugin("memcache_plugin").unwrap_or_else(|err| panic!("{err}"));
@@ -49,44 +37,9 @@ fn plugin(c: &mut Criterion) {
         .unwrap_or_else(|err| panic!("{err}"));
 
     let rt = common::current_thread();
-    let config = Config::default();
-    let caches: Vec<(&str, Arc<dyn Cache>)> = ["memory", "memcache"]
-        .into_iter()
-        .map(|name| {
-            let cache = rt
-                .block_on(registry.create(name, &config))
-                .unwrap_or_else(|err| panic!("create {name}: {err}"));
-            rt.block_on(cache.set(KEY, VALUE, TTL))
-                .expect("seed the key");
-            (name, cache)
-        })
-        .collect();
-
+    let caches = boundary::seeded(&rt, &registry, &Config::default(), &["memory", "memcache"]);
     let mut group = c.benchmark_group("plugin");
-    for (name, cache) in &caches {
-        group.bench_function(format!("get_hit/{name}"), |b| {
-            b.iter_custom(|iters| {
-                common::time_async(&rt, iters, || async {
-                    cache.get(KEY).await.expect("a hit")
-                })
-            })
-        });
-    }
-    for (name, cache) in &caches {
-        group.bench_function(format!("set/{name}"), |b| {
-            b.iter_custom(|iters| {
-                common::time_async(&rt, iters, || async {
-                    cache.set(KEY, VALUE, TTL).await.expect("set")
-                })
-            })
-        });
-    }
-    group.throughput(Throughput::Elements(2));
-    for (name, cache) in &caches {
-        group.bench_function(format!("get_hit_threads=2/{name}"), |b| {
-            b.iter_custom(|iters| get_hits(cache, 2, iters))
-        });
-    }
+    boundary::hits_and_writes(&mut group, &rt, &caches);
     group.finish();
 }
 

@@ -17,19 +17,16 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use fibcache_core::{Cache, Config, Registry};
+use criterion::{criterion_group, criterion_main, Criterion};
+use fibcache_core::{Config, Registry};
 use fibcache_wasm::{load_plugins, Limits};
+
+use common::boundary;
 
 // Referenced so that the linker keeps the backends crate and its registrations.
 use fibcache_backends as _;
-
-const KEY: &str = "fib:30";
-const VALUE: &str = "832040";
-const TTL: Duration = Duration::from_secs(3600);
 
 fn wasm(c: &mut Criterion) {
     let component = common::wasm_guest("memcache").unwrap_or_else(|err| panic!("{err}"));
@@ -43,37 +40,8 @@ fn wasm(c: &mut Criterion) {
 
     let rt = common::current_thread();
     let config = Config::default();
-    let caches: Vec<(&str, Arc<dyn Cache>)> = ["memory", "memcache"]
-        .into_iter()
-        .map(|name| {
-            let cache = rt
-                .block_on(registry.create(name, &config))
-                .unwrap_or_else(|err| panic!("create {name}: {err}"));
-            rt.block_on(cache.set(KEY, VALUE, TTL))
-                .expect("seed the key");
-            (name, cache)
-        })
-        .collect();
-
+    let caches = boundary::seeded(&rt, &registry, &config, &["memory", "memcache"]);
     let mut group = c.benchmark_group("wasm");
-    for (name, cache) in &caches {
-        group.bench_function(format!("get_hit/{name}"), |b| {
-            b.iter_custom(|iters| {
-                common::time_async(&rt, iters, || async {
-                    cache.get(KEY).await.expect("a hit")
-                })
-            })
-        });
-    }
-    for (name, cache) in &caches {
-        group.bench_function(format!("set/{name}"), |b| {
-            b.iter_custom(|iters| {
-                common::time_async(&rt, iters, || async {
-                    cache.set(KEY, VALUE, TTL).await.expect("set")
-                })
-            })
-        });
-    }
     group.bench_function("create/memcache", |b| {
         b.iter_custom(|iters| {
             common::time_async(&rt, iters, || async {
@@ -96,18 +64,7 @@ fn wasm(c: &mut Criterion) {
             start.elapsed()
         })
     });
-    group.throughput(Throughput::Elements(2));
-    for (name, cache) in &caches {
-        group.bench_function(format!("get_hit_threads=2/{name}"), |b| {
-            b.iter_custom(|iters| {
-                common::on_threads(2, |_, rt| {
-                    common::time_async(rt, iters, || async {
-                        cache.get(KEY).await.expect("a hit")
-                    });
-                })
-            })
-        });
-    }
+    boundary::hits_and_writes(&mut group, &rt, &caches);
     group.finish();
 }
 

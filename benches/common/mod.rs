@@ -4,6 +4,8 @@
 //! Each bench includes this with `mod common;` and uses only part of it.
 #![allow(dead_code)]
 
+pub mod boundary;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;

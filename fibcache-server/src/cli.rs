@@ -252,8 +252,7 @@ fn registry(
             registry.note_optional(name, feature);
         }
     }
-    let reloadable = load_plugins(args, &mut registry)?;
-    Ok((registry, reloadable))
+    load_plugins(args, &mut registry).map(|reloadable| (registry, reloadable))
 }
 
 async fn serve(args: Args, about: About, backends: &[&'static Descriptor]) -> anyhow::Result<()> {
