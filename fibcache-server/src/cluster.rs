@@ -155,6 +155,12 @@ impl Cluster {
         let deadline = Instant::now() + self.wait_limit;
         let mut sighting: Option<Sighting> = None;
         loop {
+            // Every waiter may have left while this flight was at the store: it takes no
+            // claim for nobody.
+            if cancel.is_cancelled() {
+                self.metrics.claimed(Claimed::Cancelled);
+                return Outcome::Stopped;
+            }
             match shared.claim(n, key, &token, CLAIM_TTL).await {
                 None => return self.compute_after(Claimed::Error, compute).await,
                 Some(true) => {
@@ -163,6 +169,11 @@ impl Cluster {
                         shared.release(n, key, &token).await;
                         self.metrics.claimed(Claimed::Waited);
                         return Outcome::Value(value);
+                    }
+                    if cancel.is_cancelled() {
+                        shared.release(n, key, &token).await;
+                        self.metrics.claimed(Claimed::Cancelled);
+                        return Outcome::Stopped;
                     }
                     let how = if sighting.is_some() {
                         Claimed::TookOver
@@ -309,6 +320,7 @@ impl Cluster {
             }
             let next = (now + POLL).min(deadline).min(retry);
             tokio::select! {
+                biased;
                 () = cancel.cancelled() => return Waited::Cancelled,
                 () = tokio::time::sleep_until(next) => {}
             }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use self::kit::{Behaviour, Controlled, Life, Plain, Scripted};
 use super::{Answer, Engine};
-use crate::cluster::CLAIM_TTL;
+use crate::cluster::{CLAIM_TTL, RETRY_CLAIM};
 use crate::metrics::{Claimed, Finished, Metrics};
 use crate::tiers::{Tiers, UNKNOWN_LIFETIME};
 use crate::{Settings, SettingsBuilder};
@@ -182,6 +182,34 @@ async fn a_computation_outliving_its_claim_keeps_it_and_runs_once_across_instanc
     assert!(store.renewals.load(Ordering::Relaxed) >= 6);
     assert_eq!(first_metrics.claims_of(Claimed::Won), 1);
     assert_eq!(second_metrics.claims_of(Claimed::Waited), 1);
+}
+
+/// The holder releases its claim just as this instance's last waiter leaves, at the moment the
+/// waiter would try the claim again: the flight stops, counted as cancelled, and neither takes
+/// the claim nor computes.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_whose_clients_left_as_the_claim_was_released_takes_no_claim() {
+    let store = Scripted::new();
+    store.put(
+        "fib:claim:20",
+        "someone",
+        Life::Until(Instant::now() + CLAIM_TTL - Duration::from_millis(100)),
+    );
+    let work = Controlled::new(Behaviour::Instant);
+    let (engine, metrics) = engine(&[("shared", store.clone())], settings(), &work);
+    let retry_at = Instant::now() + RETRY_CLAIM;
+    let stopper = engine.clone();
+    store.on_read("fib:20", move |store| {
+        if Instant::now() >= retry_at {
+            store.remove("fib:claim:20");
+            stopper.stop_all();
+        }
+    });
+    assert_eq!(engine.fib(20).await, Answer::Stopped);
+    assert_eq!(metrics.claims_of(Claimed::Cancelled), 1);
+    assert_eq!(metrics.claims_of(Claimed::Won), 0);
+    assert_eq!(work.count(), 0);
+    assert_eq!(store.peek("fib:claim:20"), None, "no claim left behind");
 }
 
 #[tokio::test(start_paused = true)]

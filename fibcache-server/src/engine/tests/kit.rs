@@ -32,8 +32,13 @@ pub(super) struct Scripted {
     failing: AtomicBool,
     /// Written when a claim is granted: a value another instance wrote just before.
     on_claim: Mutex<Option<(String, String)>>,
+    /// Run when a key is read, before the read: what happens elsewhere at that moment.
+    on_read: Mutex<Option<OnRead>>,
     pub(super) renewals: AtomicU64,
 }
+
+/// A key and what happens whenever it is read.
+type OnRead = (String, Box<dyn Fn(&Scripted) + Send>);
 
 impl Scripted {
     pub(super) fn new() -> Arc<Self> {
@@ -65,6 +70,26 @@ impl Scripted {
         *self.on_claim.lock().unwrap() = Some((key.to_owned(), value.to_owned()));
     }
 
+    /// Runs `then` on every read of `key`, before the read.
+    pub(super) fn on_read(&self, key: &str, then: impl Fn(&Scripted) + Send + 'static) {
+        *self.on_read.lock().unwrap() = Some((key.to_owned(), Box::new(then)));
+    }
+
+    /// Removes `key`, as its holder's release would.
+    pub(super) fn remove(&self, key: &str) {
+        self.entries.lock().unwrap().remove(key);
+    }
+
+    fn read(&self, key: &str) -> Result<Option<(String, Option<Duration>)>> {
+        self.check()?;
+        if let Some((watched, then)) = self.on_read.lock().unwrap().as_ref() {
+            if watched == key {
+                then(self);
+            }
+        }
+        Ok(self.live(key))
+    }
+
     fn check(&self) -> Result<()> {
         if self.failing.load(Ordering::Relaxed) {
             return Err(Error::unavailable("scripted", "down on cue"));
@@ -93,13 +118,11 @@ impl Scripted {
 #[async_trait]
 impl Cache for Scripted {
     async fn get(&self, key: &str) -> Result<Option<String>> {
-        self.check()?;
-        Ok(self.live(key).map(|(value, _)| value))
+        Ok(self.read(key)?.map(|(value, _)| value))
     }
 
     async fn get_with_remaining(&self, key: &str) -> Result<Option<(String, Option<Duration>)>> {
-        self.check()?;
-        Ok(self.live(key))
+        self.read(key)
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
