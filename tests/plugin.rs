@@ -11,10 +11,12 @@ mod support;
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, Once, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
-use fibcache_core::plugin::{load_plugins, LoadErrorKind};
+use fibcache_core::plugin::{load_plugins, LoadErrorKind, MAX_RELOADS};
+use fibcache_core::reload::{ContentHash, Reload, ReloadOutcome};
 use fibcache_core::{Config, ErrorKind, Origin, Registry};
 use support::{get, json, Spawn};
 
@@ -407,6 +409,203 @@ fn system_libc() -> Option<PathBuf> {
     .map(PathBuf::from)
     .find(|p| p.is_file());
     Some(found.expect("no libc.so.6 found in the usual places on this Linux system"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reloading (in process here, SIGHUP below).
+
+/// A copy of the plugin `name` in a directory of this test's own, to change at will.
+fn scratch_copy(name: &str, test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fibcache-native-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(plugin(name).file_name().unwrap());
+    std::fs::copy(plugin(name), &path).unwrap();
+    path
+}
+
+/// Appends `tail` to a library, writing into the file in place (what `cp` does, and what would
+/// crash a server running a library mapped from the file itself): the loader ignores bytes
+/// past the last section, so it is the same plugin in a file with other content.
+fn append(path: &Path, tail: &str) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes.extend_from_slice(tail.as_bytes());
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Replaces the file at `path` with one holding `bytes`, by renaming a new file over it.
+fn replace(path: &Path, bytes: &[u8]) {
+    let new = path.with_extension("new");
+    std::fs::write(&new, bytes).unwrap();
+    std::fs::rename(&new, path).unwrap();
+}
+
+fn sha256(path: &Path) -> String {
+    ContentHash::of(&std::fs::read(path).unwrap()).to_string()
+}
+
+fn outcomes(reloads: &[Reload]) -> Vec<&'static str> {
+    reloads.iter().map(|r| r.outcome.label()).collect()
+}
+
+fn failure(reloads: &[Reload]) -> String {
+    match &reloads[0].outcome {
+        ReloadOutcome::Failed(reason) => reason.clone(),
+        other => panic!("expected a failed reload, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_reload_swaps_a_changed_library_and_keeps_the_old_one_on_failure() {
+    capture_plugin_logs();
+    let path = scratch_copy("memcache_plugin", "reload");
+    let original = std::fs::read(&path).unwrap();
+    let mut registry = Registry::new().unwrap();
+    let mut plugins = load_plugins(std::slice::from_ref(&path), &mut registry).unwrap();
+    let loaded = plugins.loaded();
+    assert_eq!(
+        (loaded[0].path(), loaded[0].kind()),
+        (path.as_path(), "native")
+    );
+    assert_eq!(loaded[0].hash().to_string(), sha256(&path));
+    let cache = registry.create("memcache", &config()).await.unwrap();
+    cache.set("k", "1", Duration::from_secs(60)).await.unwrap();
+
+    assert_eq!(outcomes(&plugins.reload().await), ["unchanged"]);
+    assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("1"));
+
+    append(&path, "v2");
+    assert_eq!(outcomes(&plugins.reload().await), ["reloaded"]);
+    assert_eq!(plugins.loaded()[0].hash().to_string(), sha256(&path));
+    // The next call runs on a fresh instance of the new version: its store starts empty.
+    assert_eq!(cache.get("k").await.unwrap(), None);
+    cache.set("k", "2", Duration::from_secs(60)).await.unwrap();
+    assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("2"));
+
+    // Back to the first content: the mapping made at start-up serves again.
+    replace(&path, &original);
+    assert_eq!(outcomes(&plugins.reload().await), ["reloaded"]);
+    assert_eq!(cache.get("k").await.unwrap(), None);
+    cache.set("k", "3", Duration::from_secs(60)).await.unwrap();
+
+    replace(&path, b"not a library");
+    let reason = failure(&plugins.reload().await);
+    assert!(reason.contains("not a loadable shared library"), "{reason}");
+    assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("3"));
+    // The same broken content is not loaded again.
+    let reason = failure(&plugins.reload().await);
+    assert!(reason.starts_with("unchanged since it failed"), "{reason}");
+
+    // A plugin exporting other backends cannot replace this one.
+    replace(
+        &path,
+        &std::fs::read(plugin("fixture_failing_factory")).unwrap(),
+    );
+    let reason = failure(&plugins.reload().await);
+    assert!(
+        reason.contains("exports failing instead of memcache"),
+        "{reason}"
+    );
+    assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("3"));
+    assert_eq!(plugins.loaded()[0].hash().to_string(), sha256_of(&original));
+
+    // Each new content maps one more copy for good: the bound refuses the one past it. Two
+    // copies were given to the loader above (the broken file and the other plugin).
+    let mut reloaded = 0;
+    for round in 0.. {
+        let mut bytes = original.clone();
+        bytes.extend_from_slice(format!("round {round}").as_bytes());
+        replace(&path, &bytes);
+        let reloads = plugins.reload().await;
+        if outcomes(&reloads) == ["reloaded"] {
+            reloaded += 1;
+            continue;
+        }
+        let reason = failure(&reloads);
+        assert!(reason.contains("the most for a native plugin"), "{reason}");
+        break;
+    }
+    assert_eq!(reloaded, MAX_RELOADS - 3);
+    // Known contents still swap back at no cost.
+    replace(&path, &original);
+    assert_eq!(outcomes(&plugins.reload().await), ["reloaded"]);
+    assert_eq!(cache.get("k").await.unwrap(), None);
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
+fn sha256_of(bytes: &[u8]) -> String {
+    ContentHash::of(bytes).to_string()
+}
+
+/// SIGHUP under load: 10 swaps between two contents of the memcache plugin while four
+/// clients keep asking; no request fails, and `fibcache_plugin_info` names the version
+/// serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_swaps_a_native_plugin_under_load_with_no_failed_request() {
+    let path = scratch_copy("memcache_plugin", "sighup");
+    let original = std::fs::read(&path).unwrap();
+    let shown = path.display().to_string();
+    let server = Spawn::new()
+        .args(["--plugin", &shown, "--cache", "memcache"])
+        .start();
+    let info = |content: &[u8]| {
+        format!(
+            r#"fibcache_plugin_info{{kind="native",path="{shown}",sha256="{}"}}"#,
+            sha256_of(content)
+        )
+    };
+    assert_eq!(server.metric(&info(&original)).await, 1.0);
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u64, 0u64);
+                let mut n = c;
+                while !stop.load(Ordering::Relaxed) {
+                    let resp = get(addr, &format!("/fib/{}", 20 + n % 5)).await;
+                    if resp.status == 200 {
+                        ok += 1;
+                    } else {
+                        failed += 1;
+                    }
+                    n += 1;
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let reloaded = r#"fibcache_plugin_reloads_total{outcome="reloaded"}"#;
+    let mut changed = original.clone();
+    changed.extend_from_slice(b"v2");
+    for round in 1..=10 {
+        let content = if round % 2 == 1 { &changed } else { &original };
+        std::fs::write(&path, content).unwrap();
+        server.signal("HUP");
+        support::eventually_async("a reload counted", Duration::from_secs(30), || async {
+            (server.metric(reloaded).await >= f64::from(round)).then_some(())
+        })
+        .await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut total = (0, 0);
+    for client in clients {
+        let (ok, failed) = client.await.unwrap();
+        total = (total.0 + ok, total.1 + failed);
+    }
+    assert_eq!(total.1, 0, "failed requests during reloads");
+    assert!(total.0 > 0);
+    assert_eq!(server.metric(reloaded).await, 10.0);
+    // The original serves again: its series is back, the other version's is gone.
+    let metrics = get(addr, "/metrics").await.body;
+    assert!(
+        metrics.contains(&format!("{} 1", info(&original))),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(&sha256_of(&changed)), "{metrics}");
+    let resp = get(addr, "/fib/21").await;
+    assert_eq!(json(&resp)["result"], 10946);
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------

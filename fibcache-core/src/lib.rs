@@ -88,6 +88,9 @@ pub mod nop;
 #[allow(unsafe_code)]
 pub mod plugin;
 pub mod registry;
+#[cfg(feature = "reload")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reload")))]
+pub mod reload;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;

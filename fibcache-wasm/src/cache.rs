@@ -82,13 +82,15 @@ impl WasmCache {
     /// Starts the instance's thread and opens the backend `name` in it.
     pub(crate) async fn open(slot: Arc<Slot>, name: &str, config: &Config) -> Result<Self> {
         let (jobs, queue) = sync_channel::<Job>(QUEUE);
+        let guest_config = GuestConfig::from(config);
+        slot.record_open(name, &guest_config);
         let (version, plugin) = slot.current();
         let worker = Worker {
             slot,
             version,
             live: Live::new(plugin.pre.clone(), plugin.max_memory),
             name: name.to_owned(),
-            config: GuestConfig::from(config),
+            config: guest_config,
             limit: config.op_timeout(),
             max_value_len: config.max_value_len().map(|max| max.get()),
             plugin: plugin.clone(),

@@ -49,11 +49,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use fibcache_core::reload::ContentHash;
 use fibcache_core::{Backend, Origin, Registry};
 use wasmtime::component::{Component, InstancePre};
 
 pub use cache::WasmCache;
-pub use reload::{Plugins, Reload, ReloadOutcome};
+pub use fibcache_core::reload::{Reload, ReloadOutcome};
+pub use reload::Plugins;
 pub use world::{PACKAGE, VERSION};
 
 use instance::{one_line, Host, Live, Sandbox};
@@ -171,6 +173,9 @@ pub(crate) struct Slot {
     current: Mutex<(u64, Arc<Plugin>)>,
     /// A copy of the version in `current`, read by every call without taking the lock.
     version: AtomicU64,
+    /// Each backend opened so far with the configuration it was last opened with: a reload
+    /// opens them in the new version before swapping it in.
+    opened: Mutex<Vec<(String, cache::GuestConfig)>>,
 }
 
 impl Slot {
@@ -178,7 +183,25 @@ impl Slot {
         Slot {
             current: Mutex::new((0, Arc::new(plugin))),
             version: AtomicU64::new(0),
+            opened: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Records that the backend `name` was opened with `config`.
+    pub(crate) fn record_open(&self, name: &str, config: &cache::GuestConfig) {
+        let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        match opened.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 = config.clone(),
+            None => opened.push((name.to_owned(), config.clone())),
+        }
+    }
+
+    /// Each backend opened so far, with the configuration it was last opened with.
+    pub(crate) fn opened(&self) -> Vec<(String, cache::GuestConfig)> {
+        self.opened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The current version's number, cheaply.
@@ -200,7 +223,7 @@ impl Slot {
 }
 
 /// How long loading may run the guest's `backends` function.
-const LOAD_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const LOAD_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A backend a component offers, as its `backends` function lists it.
 #[derive(wasmtime::component::ComponentType, wasmtime::component::Lift)]
@@ -230,7 +253,7 @@ pub fn load_plugins(
     for path in paths {
         let fail = |reason: String| LoadError::new(path, reason);
         let host = plugins.host().map_err(|e| LoadError::new(path, e))?;
-        let (plugin, infos, digest) = compile(host, path, limits).map_err(fail)?;
+        let (plugin, infos, hash) = compile(host, path, limits).map_err(fail)?;
         let slot = Arc::new(Slot::new(plugin));
         let origin = Origin::Wasm {
             path: path.display().to_string(),
@@ -259,7 +282,7 @@ pub fn load_plugins(
         }
         plugins.files.push(reload::Loaded {
             path: path.clone(),
-            digest,
+            hash,
             names,
             slot,
         });
@@ -268,10 +291,14 @@ pub fn load_plugins(
 }
 
 /// Reads, compiles, checks and lists the backends of the component at `path`; returns it with
-/// its backends and the digest of its content.
-fn compile(host: &Host, path: &Path, limits: &Limits) -> Result<(Plugin, Vec<Info>, u64), String> {
+/// its backends and the hash of its content.
+fn compile(
+    host: &Host,
+    path: &Path,
+    limits: &Limits,
+) -> Result<(Plugin, Vec<Info>, ContentHash), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
-    let digest = reload::digest(&bytes);
+    let hash = ContentHash::of(&bytes);
     let component = Component::new(&host.engine, &bytes)
         .map_err(|e| format!("not a valid WebAssembly component: {}", one_line(&e)))?;
     let exports = Exports::of(&component, &host.engine)?;
@@ -302,5 +329,5 @@ fn compile(host: &Host, path: &Path, limits: &Limits) -> Result<(Plugin, Vec<Inf
         exports,
         max_memory: limits.max_memory,
     };
-    Ok((plugin, infos, digest))
+    Ok((plugin, infos, hash))
 }

@@ -8,12 +8,13 @@
 //! does not, or that fails to load, leaves the old version serving. Reloads of one
 //! [`Plugins`] never interleave: `reload` takes `&mut self`.
 
-use std::hash::Hasher;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::instance::Host;
-use crate::{compile, Limits, Slot};
+use fibcache_core::reload::{ContentHash, LoadedFile, Reload, ReloadOutcome};
+
+use crate::instance::{Host, Live};
+use crate::{compile, Limits, Slot, LOAD_LIMIT};
 
 /// The components [`load_plugins`](crate::load_plugins) loaded, kept to reload them.
 pub struct Plugins {
@@ -27,42 +28,10 @@ pub struct Plugins {
 pub(crate) struct Loaded {
     pub path: PathBuf,
     /// Of the content last loaded: an unchanged file is not compiled again.
-    pub digest: u64,
+    pub hash: ContentHash,
     /// Its backends, which a new version must keep.
     pub names: Vec<String>,
     pub slot: Arc<Slot>,
-}
-
-/// What a reload did with one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ReloadOutcome {
-    /// The content is what was loaded last: nothing done.
-    Unchanged,
-    /// The new version was loaded, checked and swapped in.
-    Reloaded,
-    /// The new version was refused (the reason, one line); the old one still serves.
-    Failed(String),
-}
-
-impl ReloadOutcome {
-    /// `unchanged`, `reloaded` or `failed`: the `outcome` label of a reload counter.
-    pub fn label(&self) -> &'static str {
-        match self {
-            ReloadOutcome::Unchanged => "unchanged",
-            ReloadOutcome::Reloaded => "reloaded",
-            ReloadOutcome::Failed(_) => "failed",
-        }
-    }
-}
-
-/// One file's reload.
-#[derive(Debug, Clone)]
-pub struct Reload {
-    /// The file as given to [`load_plugins`](crate::load_plugins).
-    pub path: PathBuf,
-    /// What happened.
-    pub outcome: ReloadOutcome,
 }
 
 impl Plugins {
@@ -84,8 +53,17 @@ impl Plugins {
         self.files.is_empty()
     }
 
-    /// Reads every file again; swaps in each changed one that loads and keeps its backends
-    /// and capabilities. Blocks while it compiles (tens of milliseconds a component): call it
+    /// Each component file with the hash of the version serving now.
+    pub fn loaded(&self) -> Vec<LoadedFile> {
+        self.files
+            .iter()
+            .map(|file| LoadedFile::new(&file.path, "wasm", file.hash))
+            .collect()
+    }
+
+    /// Reads every file again; swaps in each changed one that loads, keeps its backends and
+    /// capabilities, and opens each backend already in use with the configuration it was
+    /// opened with (so that a version that refuses it never serves). Blocks while it compiles (tens of milliseconds a component): call it
     /// off the async workers.
     pub fn reload(&mut self) -> Vec<Reload> {
         let Some(host) = self.host.as_ref() else {
@@ -104,11 +82,11 @@ impl Plugins {
 
 fn reload_one(host: &Host, limits: &Limits, file: &mut Loaded) -> ReloadOutcome {
     match std::fs::read(&file.path) {
-        Ok(bytes) if digest(&bytes) == file.digest => return ReloadOutcome::Unchanged,
+        Ok(bytes) if ContentHash::of(&bytes) == file.hash => return ReloadOutcome::Unchanged,
         Ok(_) => {}
         Err(err) => return ReloadOutcome::Failed(format!("cannot read it: {err}")),
     }
-    let (plugin, infos, digest) = match compile(host, Path::new(&file.path), limits) {
+    let (plugin, infos, hash) = match compile(host, Path::new(&file.path), limits) {
         Ok(compiled) => compiled,
         Err(reason) => return ReloadOutcome::Failed(reason),
     };
@@ -133,16 +111,24 @@ fn reload_one(host: &Host, limits: &Limits, file: &mut Loaded) -> ReloadOutcome 
                 .to_owned(),
         );
     }
+    for (name, config) in file.slot.opened() {
+        let mut trial = Live::new(plugin.pre.clone(), plugin.max_memory);
+        let opened = trial.call(
+            &plugin.exports.open,
+            (name.clone(), config),
+            LOAD_LIMIT,
+            |(result,): (std::result::Result<(), String>,)| result,
+        );
+        let refused = match opened {
+            Ok(Ok(())) => continue,
+            Ok(Err(refused)) => refused,
+            Err(fault) => fault.to_string(),
+        };
+        return ReloadOutcome::Failed(format!(
+            "its new version does not open the backend {name} in use: {refused}"
+        ));
+    }
     file.slot.swap(plugin);
-    file.digest = digest;
+    file.hash = hash;
     ReloadOutcome::Reloaded
-}
-
-/// The digest of a file's content, to tell a changed file from an unchanged one (not a
-/// security check: the file is trusted to be what the operator put there).
-pub(crate) fn digest(bytes: &[u8]) -> u64 {
-    // `new()` has fixed keys: the same content gives the same digest within the process.
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    hasher.write(bytes);
-    hasher.finish()
 }

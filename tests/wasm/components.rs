@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::support::{self, get, json, Spawn};
+use fibcache_core::reload::ContentHash;
 use fibcache_core::{Config, Origin, Registry};
 use fibcache_wasm::{load_plugins, Limits};
 
@@ -467,6 +468,50 @@ async fn a_reload_swaps_a_changed_component_and_keeps_the_old_one_on_failure() {
         other => panic!("{other:?}"),
     }
     assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("2"));
+
+    // A version that lists the same backend but refuses to open it is never swapped in.
+    std::fs::copy(guest("refusing"), &path).unwrap();
+    let reloads = plugins.reload();
+    match &reloads[0].outcome {
+        fibcache_wasm::ReloadOutcome::Failed(reason) => assert!(
+            reason.contains("does not open the backend memcache")
+                && reason.contains("this version refuses to open"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("2"));
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn loaded_files_carry_the_sha256_of_the_version_serving() {
+    let path = scratch_copy("memcache", "hash");
+    let mut registry = Registry::new().unwrap();
+    let mut plugins = load_plugins(
+        std::slice::from_ref(&path),
+        &mut registry,
+        &Limits::default(),
+    )
+    .unwrap();
+    let sha256 = |path: &Path| ContentHash::of(&std::fs::read(path).unwrap()).to_string();
+    let first = sha256(&path);
+    let loaded = plugins.loaded();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].path(), path);
+    assert_eq!(loaded[0].kind(), "wasm");
+    assert_eq!(loaded[0].hash().to_string(), first);
+
+    append_custom_section(&path, "v2");
+    assert_eq!(outcomes(&plugins.reload()), ["reloaded"]);
+    let second = sha256(&path);
+    assert_ne!(first, second);
+    assert_eq!(plugins.loaded()[0].hash().to_string(), second);
+
+    // A refused version leaves the serving one's hash.
+    std::fs::write(&path, b"broken").unwrap();
+    assert_eq!(outcomes(&plugins.reload()), ["failed"]);
+    assert_eq!(plugins.loaded()[0].hash().to_string(), second);
     std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
 
@@ -535,6 +580,13 @@ async fn sighup_swaps_versions_under_load_with_no_failed_request() {
     assert_eq!(total.1, 0, "failed requests during reloads");
     assert!(total.0 > 0);
     assert_eq!(server.metric(reloaded).await, 10.0);
+    // Round 10 put the original back; the broken file after it changed nothing.
+    let info = format!(
+        r#"fibcache_plugin_info{{kind="wasm",path="{}",sha256="{}"}}"#,
+        path.display(),
+        ContentHash::of(&original)
+    );
+    assert_eq!(server.metric(&info).await, 1.0);
     let resp = get(addr, "/fib/21").await;
     assert_eq!(resp.status, 200);
     assert_eq!(json(&resp)["result"], 10946);

@@ -16,6 +16,9 @@
 //!   versions of at most [`MAX_VERSION_LEN`]. A library past one is refused
 //!   ([`LoadErrorKind::Malformed`](super::LoadErrorKind::Malformed)).
 //! - A refused library adds nothing to the registry: every name is checked before any is added.
+//! - Each library is mapped from a private copy of its file, removed once mapped: the
+//!   operator's file can be replaced, or written into, without touching what runs, and each
+//!   version reloaded gets a path of its own (see [`super::reload`]).
 //! - Libraries are never unloaded: a plugin's runtime threads, tasks and thread-local
 //!   destructors may run at any time until the process exits, so the handles are leaked on
 //!   purpose (refused libraries included), and with them the function tables copied here.
@@ -24,8 +27,11 @@
 
 use std::borrow::Cow;
 use std::ffi::c_void;
+use std::io::Write;
 use std::mem::size_of;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use libloading::Library;
 use tracing::level_filters::LevelFilter;
@@ -37,6 +43,8 @@ use super::abi::{
 use super::load_error::{LoadError, Refusal};
 use super::log;
 use super::proxy::{self, Expect};
+use super::reload::{File, Mapped, Plugins, Slot};
+use crate::reload::ContentHash;
 use crate::{Backend, Origin, Registry};
 
 /// The most backends one library may export.
@@ -49,7 +57,7 @@ pub const MAX_SUMMARY_LEN: usize = 1024;
 pub const MAX_VERSION_LEN: usize = 128;
 
 /// Loads each library and adds its backends to `registry` (marked [`Origin::Plugin`] with the
-/// path as given).
+/// path as given). The returned [`Plugins`] reloads them ([`Plugins::reload`]).
 ///
 /// Call it before choosing the backend. It does not need a tokio runtime; the caches it adds
 /// may be used from any runtime.
@@ -57,37 +65,27 @@ pub const MAX_VERSION_LEN: usize = 128;
 /// # Errors
 /// The first library that cannot be used, with why; backends of the libraries before it stay
 /// in `registry`, and no backend of the refused library is added.
-pub fn load_plugins(paths: &[PathBuf], registry: &mut Registry) -> Result<(), LoadError> {
+pub fn load_plugins(paths: &[PathBuf], registry: &mut Registry) -> Result<Plugins, LoadError> {
+    let mut plugins = Plugins::default();
     for path in paths {
-        load(path, registry).map_err(LoadError::from)?;
+        plugins
+            .files
+            .push(load(path, registry).map_err(LoadError::from)?);
     }
-    Ok(())
+    Ok(plugins)
 }
 
-fn load(path: &Path, registry: &mut Registry) -> Result<(), Refusal> {
+fn load(path: &Path, registry: &mut Registry) -> Result<File, Refusal> {
     let shown = path.display().to_string();
     if !path.exists() {
         return Err(Refusal::NotFound { path: shown });
     }
-    let library = open(path).map_err(|err| Refusal::NotALibrary {
+    let bytes = std::fs::read(path).map_err(|err| Refusal::NotALibrary {
         path: shown.clone(),
-        reason: std::error::Error::source(&err)
-            .map_or_else(|| err.to_string(), ToString::to_string),
+        reason: err.to_string(),
     })?;
-    // Never unloaded: see the module documentation.
-    let library: &'static Library = Box::leak(Box::new(library));
-    let not_a_plugin = || Refusal::NotAPlugin {
-        path: shown.clone(),
-    };
-    // SAFETY: looking a symbol up runs no code; it is only used as an address below.
-    let symbol =
-        unsafe { library.get::<*const c_void>(HANDSHAKE_SYMBOL) }.map_err(|_| not_a_plugin())?;
-    // SAFETY: the library is never unloaded, so the address stays valid.
-    let address = unsafe { symbol.try_as_raw_ptr() }.ok_or_else(not_a_plugin)?;
-    // SAFETY: the address of a static of a library that is never unloaded.
-    let plugin = unsafe { check_handshake(address, &shown) }?;
-    init(plugin.api, &shown)?;
-    let backends = list(plugin.api, &shown)?;
+    let hash = ContentHash::of(&bytes);
+    let (api, backends) = open_copy(&bytes, &shown)?;
 
     // Every name is checked before any is added, so a refused library adds nothing.
     for (index, (name, _)) in backends.iter().enumerate() {
@@ -107,20 +105,13 @@ fn load(path: &Path, registry: &mut Registry) -> Result<(), Refusal> {
             taken_by,
         });
     }
-    let names: Vec<&str> = backends.iter().map(|(name, _)| name.as_str()).collect();
-    tracing::info!(
-        plugin = %shown,
-        krate = %plugin.krate,
-        version = %plugin.version,
-        core = %plugin.core,
-        backends = ?names,
-        "plugin loaded"
-    );
-    for (index, (name, summary)) in backends.iter().enumerate() {
+    let names: Vec<String> = backends.iter().map(|(name, _)| name.clone()).collect();
+    let slot = Arc::new(Slot::new(api, names.clone()));
+    for (name, summary) in &backends {
         let origin = Origin::Plugin {
             path: shown.clone(),
         };
-        let factory = proxy::factory(plugin.api, index, name);
+        let factory = proxy::factory(slot.clone(), name);
         registry
             .add(Backend::new(name, summary, origin, factory))
             .map_err(|err| Refusal::NameTaken {
@@ -131,7 +122,102 @@ fn load(path: &Path, registry: &mut Registry) -> Result<(), Refusal> {
                     .map_or_else(|| err.to_string(), |(first, _)| first.to_owned()),
             })?;
     }
-    Ok(())
+    Ok(File {
+        path: path.to_owned(),
+        hash,
+        failed: None,
+        mapped: vec![Mapped { hash, api, names }],
+        copies: 0,
+        slot,
+    })
+}
+
+/// A library mapped and checked: its function table, and its backends' names and summaries in
+/// its order.
+pub(super) type Opened = (&'static PluginApi, Vec<(String, String)>);
+
+/// Maps `bytes`, the content of the library file `shown`, from a private copy (see
+/// [`private_copy`]) and checks it as [`open_checked`] does; the copy is removed once mapped.
+pub(super) fn open_copy(
+    bytes: &[u8],
+    shown: &str,
+) -> Result<Opened, Refusal> {
+    let copy = private_copy(bytes, shown).map_err(|reason| Refusal::NotALibrary {
+        path: shown.to_owned(),
+        reason,
+    })?;
+    let opened = open_checked(&copy, shown);
+    // Mapped (or refused): the copy is not needed any more.
+    let _ = std::fs::remove_file(&copy);
+    opened
+}
+
+/// Writes `bytes` to a new file in the temporary directory that only this user can read, for
+/// the loader to map. The loader maps a path only once, so each version of a plugin needs a
+/// path of its own; and a library mapped from the operator's file would crash the server if
+/// the file were written into while mapped, which a private copy rules out.
+fn private_copy(bytes: &[u8], shown: &str) -> Result<PathBuf, String> {
+    static COPIES: AtomicU64 = AtomicU64::new(0);
+    let name = Path::new(shown)
+        .file_name()
+        .map_or_else(|| "plugin".into(), |n| n.to_string_lossy().into_owned());
+    let path = std::env::temp_dir().join(format!(
+        "fibcache-{}-{}-{name}",
+        std::process::id(),
+        COPIES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o700);
+    let written = options
+        .open(&path)
+        .and_then(|mut out| out.write_all(bytes).and_then(|()| out.sync_all()));
+    written.map_err(|err| {
+        let _ = std::fs::remove_file(&path);
+        format!(
+            "cannot copy it to {} to load it ({err}); set TMPDIR to a writable directory",
+            path.display()
+        )
+    })?;
+    Ok(path)
+}
+
+/// Opens the library at `path` (shown as `shown`), checks its handshake, calls its `init`
+/// and lists its backends (names and summaries, in its order).
+pub(super) fn open_checked(
+    path: &Path,
+    shown: &str,
+) -> Result<Opened, Refusal> {
+    let library = open(path).map_err(|err| Refusal::NotALibrary {
+        path: shown.to_owned(),
+        reason: std::error::Error::source(&err)
+            .map_or_else(|| err.to_string(), ToString::to_string),
+    })?;
+    // Never unloaded: see the module documentation.
+    let library: &'static Library = Box::leak(Box::new(library));
+    let not_a_plugin = || Refusal::NotAPlugin {
+        path: shown.to_owned(),
+    };
+    // SAFETY: looking a symbol up runs no code; it is only used as an address below.
+    let symbol =
+        unsafe { library.get::<*const c_void>(HANDSHAKE_SYMBOL) }.map_err(|_| not_a_plugin())?;
+    // SAFETY: the library is never unloaded, so the address stays valid.
+    let address = unsafe { symbol.try_as_raw_ptr() }.ok_or_else(not_a_plugin)?;
+    // SAFETY: the address of a static of a library that is never unloaded.
+    let plugin = unsafe { check_handshake(address, shown) }?;
+    init(plugin.api, shown)?;
+    let backends = list(plugin.api, shown)?;
+    let names: Vec<&str> = backends.iter().map(|(name, _)| name.as_str()).collect();
+    tracing::info!(
+        plugin = %shown,
+        krate = %plugin.krate,
+        version = %plugin.version,
+        core = %plugin.core,
+        backends = ?names,
+        "plugin loaded"
+    );
+    Ok((plugin.api, backends))
 }
 
 /// Opens the library, resolving every symbol now so that a library with missing dependencies

@@ -144,10 +144,12 @@ mod host;
 mod load_error;
 mod log;
 mod proxy;
+mod reload;
 
 pub use abi::ABI_VERSION;
 pub use host::{load_plugins, MAX_BACKENDS, MAX_NAME_LEN, MAX_SUMMARY_LEN, MAX_VERSION_LEN};
 pub use load_error::{LoadError, LoadErrorKind};
+pub use reload::{Plugins, MAX_RELOADS};
 
 // Named by the expansion of `export_plugin!` in the plugin crate, and by nothing else.
 #[doc(hidden)]

@@ -164,6 +164,8 @@ pub struct Metrics {
     build: Family<BuildLabels, Gauge>,
     /// Plugin files reloaded on SIGHUP, by outcome (`reloaded`, `unchanged`, `failed`).
     plugin_reloads: Family<OutcomeLabel, Counter>,
+    /// 1 for each plugin file loaded, labelled with the hash of the version serving.
+    plugin_info: Family<reloads::PluginLabels, Gauge>,
 }
 
 impl Metrics {
@@ -232,6 +234,7 @@ impl Metrics {
             by_route_duration,
             build,
             plugin_reloads: reloads::family(),
+            plugin_info: Family::default(),
         };
         let mut registry = Registry::default();
         metrics.register(&mut registry);
@@ -320,6 +323,12 @@ impl Metrics {
             "fibcache_plugin_reloads",
             "Plugin files read again on SIGHUP, by outcome (reloaded, unchanged, failed)",
             self.plugin_reloads.clone(),
+        );
+        registry.register(
+            "fibcache_plugin_info",
+            "1 for each plugin file loaded: its kind (native, wasm), path, and the SHA-256 of \
+             the version serving",
+            self.plugin_info.clone(),
         );
         registry.register(
             "fibcache_build_info",

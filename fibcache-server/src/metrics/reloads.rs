@@ -1,5 +1,7 @@
-//! `fibcache_plugin_reloads_total{outcome}`: what SIGHUP did with each plugin file.
+//! `fibcache_plugin_reloads_total{outcome}`: what SIGHUP did with each plugin file; and
+//! `fibcache_plugin_info{kind,path,sha256}`: each plugin file loaded and the version serving.
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
@@ -17,7 +19,31 @@ pub(super) fn family() -> Family<OutcomeLabel, Counter> {
     family
 }
 
+/// One plugin file as loaded: its kind, path as given, and the SHA-256 of its content.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct PluginLabels {
+    kind: &'static str,
+    path: String,
+    sha256: String,
+}
+
 impl Metrics {
+    /// Names a plugin file in `fibcache_plugin_info` (at 1) while `serving`, or removes its
+    /// series once another version of it serves: `kind` is `native` or `wasm`, `sha256` the
+    /// hash of the content loaded, as 64 hex digits.
+    pub fn plugin_serving(&self, kind: &'static str, path: &str, sha256: &str, serving: bool) {
+        let labels = PluginLabels {
+            kind,
+            path: path.to_owned(),
+            sha256: sha256.to_owned(),
+        };
+        if serving {
+            self.plugin_info.get_or_create(&labels).set(1);
+        } else {
+            self.plugin_info.remove(&labels);
+        }
+    }
+
     /// Counts one plugin file's reload: `outcome` is `reloaded`, `unchanged` or `failed`.
     pub fn plugin_reloaded(&self, outcome: &'static str) {
         self.plugin_reloads

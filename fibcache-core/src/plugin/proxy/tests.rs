@@ -1,8 +1,6 @@
 //! Unit tests of the host's cache over a plugin: answers a plugin may get wrong, and the
 //! capabilities a table and an instance offer.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use super::*;
 use crate::plugin::abi::Extensible;
 use crate::plugin::guest::{ExportedCrate, Table};
@@ -96,16 +94,23 @@ unsafe extern "C" fn offers_everything(_instance: *const Instance) -> Capabiliti
 }
 
 fn cache_over(api: &'static PluginApi) -> PluginCache {
-    let mut cache = PluginCache {
+    let live = Live {
         api,
         instance: InstancePtr(fake_instance()),
-        name: Arc::from("fixture"),
-        max_value_len: 19,
-        capabilities: Capabilities::NONE,
+        version: 0,
         in_flight: Arc::default(),
     };
-    cache.capabilities = cache.ask_capabilities();
-    cache
+    let capabilities = live.ask_capabilities();
+    PluginCache {
+        slot: Arc::new(Slot::new(api, vec!["fixture".to_owned()])),
+        name: Arc::from("fixture"),
+        config: Config::default(),
+        max_value_len: 19,
+        capabilities,
+        live: Mutex::new(Arc::new(live)),
+        moving: AtomicBool::new(false),
+        refused: AtomicU64::new(NO_VERSION),
+    }
 }
 
 #[test]
