@@ -138,10 +138,7 @@ pub(super) type Opened = (&'static PluginApi, Vec<(String, String)>);
 
 /// Maps `bytes`, the content of the library file `shown`, from a private copy (see
 /// [`private_copy`]) and checks it as [`open_checked`] does; the copy is removed once mapped.
-pub(super) fn open_copy(
-    bytes: &[u8],
-    shown: &str,
-) -> Result<Opened, Refusal> {
+pub(super) fn open_copy(bytes: &[u8], shown: &str) -> Result<Opened, Refusal> {
     let copy = private_copy(bytes, shown).map_err(|reason| Refusal::NotALibrary {
         path: shown.to_owned(),
         reason,
@@ -185,10 +182,7 @@ fn private_copy(bytes: &[u8], shown: &str) -> Result<PathBuf, String> {
 
 /// Opens the library at `path` (shown as `shown`), checks its handshake, calls its `init`
 /// and lists its backends (names and summaries, in its order).
-pub(super) fn open_checked(
-    path: &Path,
-    shown: &str,
-) -> Result<Opened, Refusal> {
+pub(super) fn open_checked(path: &Path, shown: &str) -> Result<Opened, Refusal> {
     let library = open(path).map_err(|err| Refusal::NotALibrary {
         path: shown.to_owned(),
         reason: std::error::Error::source(&err)
