@@ -21,11 +21,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== cargo fmt --check"
+echo "== cargo fmt --check (at ${SECONDS}s)"
 cargo fmt --all -- --check
-echo "== clippy, warnings denied"
+echo "== clippy, warnings denied (at ${SECONDS}s)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
-echo "== cargo doc, warnings denied"
+echo "== cargo doc, warnings denied (at ${SECONDS}s)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 
 SCHEMATHESIS=4.32.5
@@ -46,7 +46,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if ((${#missing[@]})); then
-  echo "== installing ${missing[*]} (Debian packages)"
+  echo "== installing ${missing[*]} (Debian packages) (at ${SECONDS}s)"
   if ! debian_install "${missing[@]}"; then
     echo "missing: ${missing[*]}; install them (Debian/Ubuntu: sudo apt-get install ${missing[*]})" >&2
     exit 1
@@ -54,7 +54,7 @@ if ((${#missing[@]})); then
 fi
 
 if [ "$("$st_venv/bin/st" --version 2>/dev/null)" != "st, version $SCHEMATHESIS" ]; then
-  echo "== installing schemathesis $SCHEMATHESIS (PyPI) into $st_venv"
+  echo "== installing schemathesis $SCHEMATHESIS (PyPI) into $st_venv (at ${SECONDS}s)"
   if ! python3 -m venv "$st_venv" >/dev/null 2>&1; then
     # Debian's python3 leaves the venv module (with pip for it) to a package of its own.
     rm -rf "$st_venv"
@@ -126,14 +126,14 @@ run_schemathesis() {
 
 # tests/wasm.rs builds the WebAssembly guests (guests/) for wasm32-wasip2.
 if [ ! -d "$(rustc --print sysroot)/lib/rustlib/wasm32-wasip2" ]; then
-  echo "== installing the wasm32-wasip2 target (rustup)"
+  echo "== installing the wasm32-wasip2 target (rustup) (at ${SECONDS}s)"
   if ! rustup target add wasm32-wasip2; then
     echo "the WebAssembly tests need the wasm32-wasip2 target; install it with: rustup target add wasm32-wasip2" >&2
     exit 1
   fi
 fi
 
-echo "== all features: memory, redis, dynamic, wasm"
+echo "== all features: memory, redis, dynamic, wasm (at ${SECONDS}s)"
 cargo test --workspace --all-features
 # The other two feature sets run what depends on the feature set: every crate's unit tests and
 # doc tests, and the integration tests whose outcome does (the registry, the HTTP API and
@@ -142,11 +142,12 @@ cargo test --workspace --all-features
 # same with any feature set and ran above, with all of them.
 by_feature=(--lib --bins --test registry --test http --test embedding --test hardening
   --test memory --test wasm)
-echo "== default features: memory"
+echo "== default features: memory (at ${SECONDS}s)"
 cargo test --workspace "${by_feature[@]}"
 cargo test --workspace --doc
-echo "== schemathesis $SCHEMATHESIS: the default build against its own /openapi.json"
+echo "== schemathesis $SCHEMATHESIS: the default build against its own /openapi.json (at ${SECONDS}s)"
 run_schemathesis
-echo "== no default features: nop only"
+echo "== no default features: nop only (at ${SECONDS}s)"
 cargo test --workspace --no-default-features "${by_feature[@]}"
 cargo test --workspace --no-default-features --doc
+echo "== all passed in ${SECONDS}s"
