@@ -4,8 +4,9 @@
 //! The swap is one pointer in the file's slot: a cache moves to the new version between two
 //! calls (a call in flight finishes on the version it started on), on a fresh instance, so
 //! the old version is freed once its last instance is. The registry does not change, so a new
-//! version must serve the same backend names with the same optional capabilities; one that
-//! does not, or that fails to load, leaves the old version serving. Reloads of one
+//! version must serve the same backend names with the same optional capabilities, and open
+//! every backend in use with the configuration it was opened with; one that does not, or that
+//! fails to load, leaves the old version serving. Reloads of one
 //! [`Plugins`] never interleave: `reload` takes `&mut self`.
 
 use std::path::{Path, PathBuf};

@@ -9,12 +9,14 @@
 //!
 //! The optional capabilities cross too: a [`PluginCache`] offers [`Expiry`] and [`Claims`]
 //! when the plugin's table has their entries and the instance says it offers them, asked once
-//! when it is created.
+//! when it is created. After a reload (see [`super::reload`]) a [`PluginCache`] moves to the
+//! new version at its next call, on a fresh instance offering the same capabilities.
 //!
 //! Invariants:
 //! - Every `ctx` handed to the plugin is a fresh [`Pending`] that [`on_done`] frees exactly
 //!   once (the plugin answers each operation once).
-//! - An instance is released exactly once: by the [`PluginCache`] that owns it or, when
+//! - An instance is released exactly once: by the [`Live`] that holds it, when the last call
+//!   started on it is done (the cache moved on, or was dropped), or, when
 //!   nobody can use it (its `create` was given up, or answered with a failure or with text
 //!   that is not UTF-8), by [`on_done`]. An instance pointer in the answer of any other
 //!   operation is ignored: it is not known to be fresh.
