@@ -1,6 +1,7 @@
 //! Reloading plugin files: what a reload did with each file, and the content hash that tells a
-//! changed file from an unchanged one. Shared by native plugins ([`crate::plugin::Plugins`])
-//! and WebAssembly components (`fibcache_wasm::Plugins`), so that a server handles both alike.
+//! changed file from an unchanged one. Shared by native plugins (`plugin::Plugins`, feature
+//! `plugin`) and WebAssembly components (`fibcache_wasm::Plugins`), so that a server handles
+//! both alike.
 //!
 //! ```
 //! use fibcache_core::reload::{ContentHash, ReloadOutcome};
