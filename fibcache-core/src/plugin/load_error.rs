@@ -144,7 +144,7 @@ pub(crate) enum Refusal {
     },
 
     /// The library writes a count or a length past the bounds of the host (see
-    /// [`MAX_BACKENDS`] and the other bounds).
+    /// [`MAX_BACKENDS`](super::MAX_BACKENDS) and the other bounds).
     #[error("plugin `{path}` is malformed: {reason}; fix the plugin and rebuild it")]
     Malformed {
         /// The path as given.

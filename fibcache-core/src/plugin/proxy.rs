@@ -13,39 +13,38 @@
 //! new version at its next call, on a fresh instance offering the same capabilities.
 //!
 //! Invariants:
-//! - Every `ctx` handed to the plugin is a fresh [`Pending`] that [`on_done`] frees exactly
-//!   once (the plugin answers each operation once).
+//! - Every `ctx` handed to the plugin is a fresh `Pending` (of [`completion`](mod@completion)) that
+//!   [`on_done`] frees exactly once (the plugin answers each operation once).
 //! - An instance is released exactly once: by the [`Live`] that holds it, when the last call
-//!   started on it is done (the cache moved on, or was dropped), or, when
-//!   nobody can use it (its `create` was given up, or answered with a failure or with text
-//!   that is not UTF-8), by [`on_done`]. An instance pointer in the answer of any other
+//!   started on it is done (the cache moved on, or was dropped), or, when nobody can use it
+//!   (its `create` was given up, or answered with a failure or with text that is not UTF-8),
+//!   by [`on_done`]. An instance pointer in the answer of any other
 //!   operation is ignored: it is not known to be fresh.
 //! - What an answer carries is checked against a bound before it is copied: a value longer
 //!   than the instance's [`Config::max_value_len`] is refused as a failure of the backend
-//!   without being read, and any other text is cut to [`MAX_TEXT_LEN`].
+//!   without being read, and any other text is cut to
+//!   [`MAX_TEXT_LEN`](completion::MAX_TEXT_LEN).
 //! - At most [`MAX_IN_FLIGHT`] operations of one instance are unanswered at once. A plugin
 //!   whose runtime is stuck gets operations that the host has long given up on (timed out)
 //!   queued on that runtime; past the bound, the host refuses new ones at once as
 //!   unavailable ([`Error::unavailable`]) instead of queuing more, so a plugin stuck for
 //!   good costs a bounded amount of memory.
 
+mod completion;
+
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-
-use super::abi::{
-    remaining_from_text, Capabilities, ConfigView, Instance, PluginApi, RStr, Status,
-};
+use super::abi::{remaining_from_text, Capabilities, ConfigView, PluginApi, RStr, Status};
 use super::reload::{Slot, Version};
 use crate::registry::DynFactory;
 use crate::{async_trait, Cache, Claims, Config, Error, Expiry, Result};
-
-/// The longest text of an answer that is not a value (an error message, a remaining
-/// lifetime) the host copies; a longer one is cut.
-pub(super) const MAX_TEXT_LEN: usize = 4096;
+pub(super) use completion::{completion, on_done, Expect};
+#[cfg(test)]
+use completion::{copy_answer, MAX_TEXT_LEN};
+use completion::{InFlight, InstancePtr, Outcome};
 
 /// The most operations of one instance that may wait for the plugin's answer at once.
 pub(super) const MAX_IN_FLIGHT: usize = 4096;
@@ -62,152 +61,6 @@ pub(super) fn factory(slot: Arc<Slot>, name: &str) -> DynFactory {
         Box::pin(async move { backend.create(config).await })
     })
 }
-
-/// What a plugin answered through its `done` callback, copied.
-pub(super) struct Outcome {
-    pub(super) status: Status,
-    pub(super) text: String,
-    instance: InstancePtr,
-}
-
-/// What an operation may answer besides its status: this decides what [`on_done`] copies and
-/// keeps.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Expect {
-    /// A value of at most this many bytes (`get`).
-    Value(usize),
-    /// A new instance (`create`).
-    Instance,
-    /// Nothing but a short text (every other operation).
-    Nothing,
-}
-
-/// The `ctx` of one operation: where to send its outcome.
-struct Pending {
-    tx: oneshot::Sender<Outcome>,
-    /// To release an instance that nobody will use.
-    api: &'static PluginApi,
-    expect: Expect,
-    /// The instance's count of unanswered operations, which this one is in until answered.
-    _in_flight: Option<InFlight>,
-}
-
-/// A fresh `ctx` for [`on_done`] and the receiver of its outcome.
-pub(super) fn completion(
-    api: &'static PluginApi,
-    expect: Expect,
-    in_flight: Option<InFlight>,
-) -> (*mut c_void, oneshot::Receiver<Outcome>) {
-    let (tx, rx) = oneshot::channel();
-    let pending = Pending {
-        tx,
-        api,
-        expect,
-        _in_flight: in_flight,
-    };
-    (Box::into_raw(Box::new(pending)).cast(), rx)
-}
-
-/// One operation counted among an instance's unanswered ones, until it is dropped.
-pub(super) struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    /// Counts one more operation in `count`, unless [`MAX_IN_FLIGHT`] already are.
-    fn enter(count: &Arc<AtomicUsize>) -> Option<InFlight> {
-        count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_IN_FLIGHT).then_some(n + 1)
-            })
-            .ok()?;
-        Some(InFlight(count.clone()))
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// The `done` callback of every operation: copies the answer and sends it to the waiting
-/// future. Runs on whichever thread the plugin completes on; never blocks.
-pub(super) unsafe extern "C" fn on_done(
-    ctx: *mut c_void,
-    status: Status,
-    text: RStr<'_>,
-    instance: *const Instance,
-) {
-    // SAFETY: `ctx` comes from `completion` and the plugin calls `done` once per operation.
-    let pending = unsafe { Box::from_raw(ctx.cast::<Pending>()) };
-    // SAFETY: `text` is valid for the duration of this call.
-    let (status, text) = unsafe { copy_answer(status, text, pending.expect) };
-    let fresh = match pending.expect {
-        Expect::Instance => instance,
-        Expect::Value(_) | Expect::Nothing => std::ptr::null(),
-    };
-    let outcome = Outcome {
-        status,
-        text,
-        instance: InstancePtr(if status == Status::OK {
-            fresh
-        } else {
-            std::ptr::null()
-        }),
-    };
-    let unwanted = match pending.tx.send(outcome) {
-        // A failed `create` (or one whose text was refused) cannot hand its instance over.
-        Ok(()) if status != Status::OK => fresh,
-        Ok(()) => std::ptr::null(),
-        // Nobody waits any more (the `create` future was dropped).
-        Err(unsent) => unsent.instance.0,
-    };
-    if !unwanted.is_null() {
-        // SAFETY: a fresh instance of this plugin that nobody else holds.
-        unsafe { (pending.api.release)(unwanted) };
-    }
-}
-
-/// The status and text of an answer, copied within their bounds: the text of a success (a
-/// value) must be UTF-8 and no longer than `expect` allows, or the answer becomes a failure
-/// and nothing is copied; the message of a failure is cut to [`MAX_TEXT_LEN`].
-///
-/// # Safety
-/// `text` must be valid for the call.
-unsafe fn copy_answer(status: Status, text: RStr<'_>, expect: Expect) -> (Status, String) {
-    if status != Status::OK {
-        // SAFETY: forwarded to the caller; at most `MAX_TEXT_LEN` bytes are read.
-        return (status, unsafe { text.to_string_truncated(MAX_TEXT_LEN) });
-    }
-    let max = match expect {
-        Expect::Value(max) => max,
-        Expect::Instance | Expect::Nothing => MAX_TEXT_LEN,
-    };
-    // SAFETY: forwarded to the caller; nothing is read when the text is too long.
-    match unsafe { text.bytes_within(max) }.map(std::str::from_utf8) {
-        Ok(Ok(text)) => (status, text.to_owned()),
-        Ok(Err(_)) => (
-            Status::FAILED,
-            "the plugin answered with text that is not UTF-8".to_owned(),
-        ),
-        Err(len) => (
-            Status::FAILED,
-            format!(
-                "the plugin answered a value of {len} bytes, longer than the {max} this cache \
-                 accepts"
-            ),
-        ),
-    }
-}
-
-/// An instance pointer of a plugin.
-#[derive(Clone, Copy)]
-struct InstancePtr(*const Instance);
-
-// SAFETY: an instance is the plugin's `Arc<dyn Cache>`, which is `Send + Sync`; the protocol
-// allows calls on it from any thread, at the same time.
-unsafe impl Send for InstancePtr {}
-// SAFETY: as above.
-unsafe impl Sync for InstancePtr {}
 
 /// One backend of a loaded plugin; what its registry factory calls.
 struct PluginBackend {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::plugin::abi::Extensible;
+use crate::plugin::abi::Instance;
 use crate::plugin::guest::{ExportedCrate, Table};
 
 struct Fixture;
