@@ -11,13 +11,13 @@ mod support;
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use fibcache_core::plugin::{load_plugins, LoadErrorKind, MAX_RELOADS};
 use fibcache_core::reload::{ContentHash, Reload, ReloadOutcome};
 use fibcache_core::{Config, ErrorKind, Origin, Registry};
+use support::load::ClientLoops;
 use support::{get, json, Spawn};
 
 /// Every plugin example this build can make.
@@ -555,26 +555,7 @@ async fn sighup_swaps_a_native_plugin_under_load_with_no_failed_request() {
     };
     assert_eq!(server.metric(&info(&original)).await, 1.0);
     let addr = server.addr;
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4)
-        .map(|c| {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let (mut ok, mut failed) = (0u64, 0u64);
-                let mut n = c;
-                while !stop.load(Ordering::Relaxed) {
-                    let resp = get(addr, &format!("/fib/{}", 20 + n % 5)).await;
-                    if resp.status == 200 {
-                        ok += 1;
-                    } else {
-                        failed += 1;
-                    }
-                    n += 1;
-                }
-                (ok, failed)
-            })
-        })
-        .collect();
+    let load = ClientLoops::start(addr, 4, |n| format!("/fib/{}", 20 + n % 5));
     let reloaded = r#"fibcache_plugin_reloads_total{outcome="reloaded"}"#;
     let mut changed = original.clone();
     changed.extend_from_slice(b"v2");
@@ -587,12 +568,7 @@ async fn sighup_swaps_a_native_plugin_under_load_with_no_failed_request() {
         })
         .await;
     }
-    stop.store(true, Ordering::Relaxed);
-    let mut total = (0, 0);
-    for client in clients {
-        let (ok, failed) = client.await.unwrap();
-        total = (total.0 + ok, total.1 + failed);
-    }
+    let total = load.stop().await;
     assert_eq!(total.1, 0, "failed requests during reloads");
     assert!(total.0 > 0);
     assert_eq!(server.metric(reloaded).await, 10.0);

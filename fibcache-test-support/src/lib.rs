@@ -7,6 +7,7 @@
 
 pub mod http;
 pub mod http2;
+pub mod load;
 pub mod redis_cluster;
 pub mod redis_server;
 

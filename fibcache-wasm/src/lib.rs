@@ -253,7 +253,8 @@ pub fn load_plugins(
     for path in paths {
         let fail = |reason: String| LoadError::new(path, reason);
         let host = plugins.host().map_err(|e| LoadError::new(path, e))?;
-        let (plugin, infos, hash) = compile(host, path, limits).map_err(fail)?;
+        let (bytes, hash) = read(path).map_err(fail)?;
+        let (plugin, infos) = compile(host, &bytes, limits).map_err(fail)?;
         let slot = Arc::new(Slot::new(plugin));
         let origin = Origin::Wasm {
             path: path.display().to_string(),
@@ -290,16 +291,16 @@ pub fn load_plugins(
     Ok(plugins)
 }
 
-/// Reads, compiles, checks and lists the backends of the component at `path`; returns it with
-/// its backends and the hash of its content.
-fn compile(
-    host: &Host,
-    path: &Path,
-    limits: &Limits,
-) -> Result<(Plugin, Vec<Info>, ContentHash), String> {
+/// Reads the component file at `path`: its content and the content's hash.
+fn read(path: &Path) -> Result<(Vec<u8>, ContentHash), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
     let hash = ContentHash::of(&bytes);
-    let component = Component::new(&host.engine, &bytes)
+    Ok((bytes, hash))
+}
+
+/// Compiles and checks the component `bytes`, and lists its backends.
+fn compile(host: &Host, bytes: &[u8], limits: &Limits) -> Result<(Plugin, Vec<Info>), String> {
+    let component = Component::new(&host.engine, bytes)
         .map_err(|e| format!("not a valid WebAssembly component: {}", one_line(&e)))?;
     let exports = Exports::of(&component, &host.engine)?;
     let pre = host
@@ -329,5 +330,5 @@ fn compile(
         exports,
         max_memory: limits.max_memory,
     };
-    Ok((plugin, infos, hash))
+    Ok((plugin, infos))
 }

@@ -9,13 +9,13 @@
 //! fails to load, leaves the old version serving. Reloads of one
 //! [`Plugins`] never interleave: `reload` takes `&mut self`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use fibcache_core::reload::{ContentHash, LoadedFile, Reload, ReloadOutcome};
 
 use crate::instance::{Host, Live};
-use crate::{compile, Limits, Slot, LOAD_LIMIT};
+use crate::{compile, read, Limits, Slot, LOAD_LIMIT};
 
 /// The components [`load_plugins`](crate::load_plugins) loaded, kept to reload them.
 pub struct Plugins {
@@ -82,12 +82,12 @@ impl Plugins {
 }
 
 fn reload_one(host: &Host, limits: &Limits, file: &mut Loaded) -> ReloadOutcome {
-    match std::fs::read(&file.path) {
-        Ok(bytes) if ContentHash::of(&bytes) == file.hash => return ReloadOutcome::Unchanged,
-        Ok(_) => {}
-        Err(err) => return ReloadOutcome::Failed(format!("cannot read it: {err}")),
-    }
-    let (plugin, infos, hash) = match compile(host, Path::new(&file.path), limits) {
+    let (bytes, hash) = match read(&file.path) {
+        Ok((_, hash)) if hash == file.hash => return ReloadOutcome::Unchanged,
+        Ok(read) => read,
+        Err(reason) => return ReloadOutcome::Failed(reason),
+    };
+    let (plugin, infos) = match compile(host, &bytes, limits) {
         Ok(compiled) => compiled,
         Err(reason) => return ReloadOutcome::Failed(reason),
     };

@@ -2,10 +2,10 @@
 //! loaded into this process and into the real binary.
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::support::load::ClientLoops;
 use crate::support::{self, get, json, Spawn};
 use fibcache_core::reload::ContentHash;
 use fibcache_core::{Config, Origin, Registry};
@@ -424,6 +424,13 @@ fn append_custom_section(path: &Path, payload: &str) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// A registry with the component at `path` loaded, and the `Plugins` that reloads it.
+fn load_one(path: &Path) -> (Registry, fibcache_wasm::Plugins) {
+    let mut registry = Registry::new().unwrap();
+    let plugins = load_plugins(&[path.to_owned()], &mut registry, &Limits::default()).unwrap();
+    (registry, plugins)
+}
+
 fn outcomes(reloads: &[fibcache_wasm::Reload]) -> Vec<&'static str> {
     reloads.iter().map(|r| r.outcome.label()).collect()
 }
@@ -431,13 +438,7 @@ fn outcomes(reloads: &[fibcache_wasm::Reload]) -> Vec<&'static str> {
 #[tokio::test]
 async fn a_reload_swaps_a_changed_component_and_keeps_the_old_one_on_failure() {
     let path = scratch_copy("memcache", "reload");
-    let mut registry = Registry::new().unwrap();
-    let mut plugins = load_plugins(
-        std::slice::from_ref(&path),
-        &mut registry,
-        &Limits::default(),
-    )
-    .unwrap();
+    let (registry, mut plugins) = load_one(&path);
     let cache = registry
         .create("memcache", &Config::default())
         .await
@@ -487,13 +488,7 @@ async fn a_reload_swaps_a_changed_component_and_keeps_the_old_one_on_failure() {
 #[tokio::test]
 async fn loaded_files_carry_the_sha256_of_the_version_serving() {
     let path = scratch_copy("memcache", "hash");
-    let mut registry = Registry::new().unwrap();
-    let mut plugins = load_plugins(
-        std::slice::from_ref(&path),
-        &mut registry,
-        &Limits::default(),
-    )
-    .unwrap();
+    let (_registry, mut plugins) = load_one(&path);
     let sha256 = |path: &Path| ContentHash::of(&std::fs::read(path).unwrap()).to_string();
     let first = sha256(&path);
     let loaded = plugins.loaded();
@@ -523,26 +518,7 @@ async fn sighup_swaps_versions_under_load_with_no_failed_request() {
         .args(["--plugin", &path_str(&path), "--cache", "memcache"])
         .start();
     let addr = server.addr;
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4)
-        .map(|c| {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let (mut ok, mut failed) = (0u64, 0u64);
-                let mut n = c;
-                while !stop.load(Ordering::Relaxed) {
-                    let resp = get(addr, &format!("/fib/{}", 20 + n % 5)).await;
-                    if resp.status == 200 {
-                        ok += 1;
-                    } else {
-                        failed += 1;
-                    }
-                    n += 1;
-                }
-                (ok, failed)
-            })
-        })
-        .collect();
+    let load = ClientLoops::start(addr, 4, |n| format!("/fib/{}", 20 + n % 5));
     let reloaded = r#"fibcache_plugin_reloads_total{outcome="reloaded"}"#;
     for round in 1..=10 {
         let mut bytes = original.clone();
@@ -571,12 +547,7 @@ async fn sighup_swaps_versions_under_load_with_no_failed_request() {
         (server.metric(failed).await >= 1.0).then_some(())
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
-    let mut total = (0, 0);
-    for client in clients {
-        let (ok, failed) = client.await.unwrap();
-        total = (total.0 + ok, total.1 + failed);
-    }
+    let total = load.stop().await;
     assert_eq!(total.1, 0, "failed requests during reloads");
     assert!(total.0 > 0);
     assert_eq!(server.metric(reloaded).await, 10.0);

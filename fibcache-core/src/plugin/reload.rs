@@ -176,9 +176,6 @@ impl Plugins {
         let mut reloads = Vec::with_capacity(self.files.len());
         for file in &mut self.files {
             let outcome = reload_one(file).await;
-            if let ReloadOutcome::Failed(reason) = &outcome {
-                tracing::debug!(path = %file.path.display(), %reason, "native reload refused");
-            }
             reloads.push(Reload {
                 path: file.path.clone(),
                 outcome,
