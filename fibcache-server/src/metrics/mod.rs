@@ -319,17 +319,7 @@ impl Metrics {
             "Claims on cold keys for coalescing across instances, by outcome",
             self.claimed.clone(),
         );
-        registry.register(
-            "fibcache_plugin_reloads",
-            "Plugin files read again on SIGHUP, by outcome (reloaded, unchanged, failed)",
-            self.plugin_reloads.clone(),
-        );
-        registry.register(
-            "fibcache_plugin_info",
-            "1 for each plugin file loaded: its kind (native, wasm), path, and the SHA-256 of \
-             the version serving",
-            self.plugin_info.clone(),
-        );
+        self.register_plugins(registry);
         registry.register(
             "fibcache_build_info",
             "Always 1: the fibcache-server version and the Cargo features of this build",

@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 
 use super::{Metrics, OutcomeLabel};
 
@@ -28,6 +29,21 @@ pub(super) struct PluginLabels {
 }
 
 impl Metrics {
+    /// Adds the plugin series to `registry` (part of [`Metrics::register`]).
+    pub(super) fn register_plugins(&self, registry: &mut Registry) {
+        registry.register(
+            "fibcache_plugin_reloads",
+            "Plugin files read again on SIGHUP, by outcome (reloaded, unchanged, failed)",
+            self.plugin_reloads.clone(),
+        );
+        registry.register(
+            "fibcache_plugin_info",
+            "1 for each plugin file loaded: its kind (native, wasm), path, and the SHA-256 of \
+             the version serving",
+            self.plugin_info.clone(),
+        );
+    }
+
     /// Names a plugin file in `fibcache_plugin_info` (at 1) while `serving`, or removes its
     /// series once another version of it serves: `kind` is `native` or `wasm`, `sha256` the
     /// hash of the content loaded, as 64 hex digits.
