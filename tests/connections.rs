@@ -341,8 +341,13 @@ async fn a_second_signal_during_shutdown_exits_at_once() {
         "the second signal did not end the drain; log:\n{log}"
     );
     assert!(log.contains("SIGINT during shutdown"), "{log}");
-    // The client that was waiting sees its connection end.
-    assert!(request.await.unwrap().is_err());
+    // The client that was waiting is not left hanging: its connection ends, either bare or
+    // after the 503 its cancelled flight answers in the moment before the process is gone
+    // (which of the two is a race the exit does not wait out); never with a number.
+    match request.await.unwrap() {
+        Err(_closed) => {}
+        Ok(resp) => assert_eq!(resp.status, 503, "{}", resp.body),
+    }
 }
 
 /// The answers hyper gives by itself, before the router sees a request (so they are not
